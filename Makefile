@@ -1,0 +1,81 @@
+# Backprop from Scratch: the whole set-up is `make lab` or `make test`.
+#
+#   make lab     create .venv, install the course, open JupyterLab on notebooks/
+#   make test    create .venv with the dev extra, then run every test
+#
+# Overrides: PYTHON=python3.12, TORCH_SPEC="torch==2.5.1" (or TORCH_SPEC= to let
+# pip choose), LAB_ARGS="--no-browser --port 8899", PYTEST_ARGS="-x".
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+LAB_ARGS   ?=
+PYTEST_ARGS ?=
+JOBS       ?= auto
+KERNEL_NAME := backprop-from-scratch
+
+BIN := $(VENV)/bin
+PY  := $(BIN)/python
+BASE_STAMP := $(VENV)/.stamp-base
+DEV_STAMP  := $(VENV)/.stamp-dev
+NBVAL := --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+.PHONY: lab test install install-dev lint format unit notebooks exercises badges outputs bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Torch first, from the pinned spec: a local CPU wheel here, instead of letting
+# the resolver pick a multi-GB CUDA build. If the pin is unavailable, fall back
+# to whatever satisfies the package's own range.
+$(BASE_STAMP): pyproject.toml | $(PY)
+	@if ! $(PY) -c "import torch" 2>/dev/null && [ -n "$(TORCH_SPEC)" ]; then \
+		$(PY) -m pip install "$(TORCH_SPEC)" || echo "note: '$(TORCH_SPEC)' unavailable; pip will pick torch"; \
+	fi
+	$(PY) -m pip install -e . "jupyterlab>=4.0"
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "Python (Backprop from Scratch)"
+	@touch $@
+
+$(DEV_STAMP): $(BASE_STAMP) pyproject.toml
+	$(PY) -m pip install -e ".[dev]"
+	@touch $@
+
+install: $(BASE_STAMP)
+install-dev: $(DEV_STAMP)
+
+lab: $(BASE_STAMP)
+	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: $(DEV_STAMP)
+	$(BIN)/pytest tests -n $(JOBS) --durations=10 $(PYTEST_ARGS)
+
+# Lessons and solutions: outputs compared. Exercises: must run, outputs not compared.
+notebooks: $(DEV_STAMP)
+	$(BIN)/pytest --nbval $(NBVAL) notebooks solutions -n $(JOBS) --dist loadscope --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest --nbval-lax $(NBVAL) exercises -n $(JOBS) --dist loadscope --durations=15 $(PYTEST_ARGS)
+
+test: lint unit notebooks
+
+exercises: $(DEV_STAMP)
+	$(PY) tools/make_exercises.py $(ARGS)
+
+badges: $(DEV_STAMP)
+	$(PY) tools/colab.py
+
+# Re-run notebooks in place to refresh their stored outputs (after editing a lesson).
+outputs: $(DEV_STAMP)
+	$(PY) tools/execute_notebooks.py $(or $(NB),notebooks/*.ipynb solutions/*.ipynb)
+
+bench: $(BASE_STAMP)
+	$(PY) -m coursekit.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

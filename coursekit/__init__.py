@@ -1,0 +1,23 @@
+"""coursekit: the companion library of *Backprop from Scratch*.
+
+Every layer here has a hand-written forward and backward pass on PyTorch
+tensors, so the same code runs on CPU and GPU, and every gradient is checked
+against ``torch.autograd``.  Modules, one idea each::
+
+    coursekit.functional   forward/backward pairs (import as F)
+    coursekit.scalar       Value: scalar reverse-mode autodiff
+    coursekit.gradcheck    finite differences and comparison with torch.autograd
+    coursekit.nn           Module, layers, Sequential, losses
+    coursekit.init         Xavier/He initializers
+    coursekit.optim        SGD, RMSprop, Adam, gradient clipping
+    coursekit.data         offline datasets and mini-batches
+    coursekit.train        fit() and evaluate()
+    coursekit.viz          plots and widgets for the lessons
+    coursekit.grading      check() for the graded exercises
+    coursekit.device       default_device(), describe()
+"""
+
+from coursekit.device import default_device, describe
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "default_device", "describe"]

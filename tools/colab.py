@@ -1,0 +1,120 @@
+"""The Colab badge and set-up cell every notebook starts with.
+
+The repository's public address is set once, in ``pyproject.toml`` under
+``[tool.coursekit]``.  Run ``python tools/colab.py`` (or ``make badges``) after
+changing it: every notebook's badge and set-up cell are rewritten to match.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIRS = ("notebooks", "solutions", "exercises")
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+SETUP_MARKER = "# Set-up: on Google Colab"
+BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+
+
+def course_settings(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
+    """``repository`` and ``branch`` from the ``[tool.coursekit]`` table."""
+    text = pyproject.read_text()
+    section = re.search(r"^\[tool\.coursekit\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    if section is None:
+        raise ValueError(f"{pyproject} has no [tool.coursekit] table")
+    settings = dict(re.findall(r'^(\w+)\s*=\s*"([^"]*)"', section.group(1), re.M))
+    settings.setdefault("branch", "main")
+    return settings
+
+
+def github_path(repository: str) -> str:
+    """``https://github.com/owner/name`` -> ``owner/name``."""
+    return repository.removeprefix("https://github.com/").strip("/")
+
+
+def badge_markdown(notebook: str, settings: dict[str, str] | None = None) -> str:
+    """The badge for a notebook given by its path inside the repository."""
+    s = settings or course_settings()
+    url = (
+        f"https://colab.research.google.com/github/{github_path(s['repository'])}"
+        f"/blob/{s['branch']}/{notebook}"
+    )
+    return f"[![Open In Colab]({BADGE_IMAGE})]({url})"
+
+
+def install_spec(settings: dict[str, str] | None = None) -> str:
+    """What the set-up cell gives to ``pip install`` on Colab."""
+    s = settings or course_settings()
+    return f"coursekit @ git+{s['repository']}@{s['branch']}"
+
+
+def setup_cell_source(settings: dict[str, str] | None = None) -> str:
+    """The first code cell: installs coursekit on Colab only, then imports it.
+
+    Colab already has torch, numpy and ipywidgets; the package asks only for
+    lower bounds, so pip keeps Colab's own builds.
+    """
+    spec = install_spec(settings)
+    return (
+        f"{SETUP_MARKER}, install the course package (does nothing elsewhere).\n"
+        "import sys\n"
+        "\n"
+        'if "google.colab" in sys.modules:\n'
+        "    import subprocess\n"
+        "\n"
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{spec}"], check=True)\n'
+        "\n"
+        "import coursekit"
+    )
+
+
+def find_setup_cell(nb: nbformat.NotebookNode) -> int | None:
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.source.startswith(SETUP_MARKER):
+            return i
+    return None
+
+
+def notebook_paths(root: Path = ROOT) -> list[Path]:
+    return sorted(p for d in NOTEBOOK_DIRS for p in (root / d).glob("*.ipynb"))
+
+
+def apply(path: Path, settings: dict[str, str] | None = None, root: Path = ROOT) -> bool:
+    """Rewrite one notebook's badge and set-up cell; True if the file changed."""
+    settings = settings or course_settings()
+    nb = nbformat.read(path, as_version=4)
+    rel = path.resolve().relative_to(root).as_posix()
+    badge = badge_markdown(rel, settings)
+    before = nbformat.writes(nb)
+    first = nb.cells[0] if nb.cells else None
+    if first is not None and first.cell_type == "markdown" and BADGE_RE.search(first.source):
+        first.source = BADGE_RE.sub(lambda _: badge, first.source, count=1)
+    else:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(badge))
+    setup = find_setup_cell(nb)
+    if setup is None:
+        nb.cells.insert(1, nbformat.v4.new_code_cell(setup_cell_source(settings)))
+    else:
+        nb.cells[setup].source = setup_cell_source(settings)
+    after = nbformat.writes(nb)
+    if after != before:
+        nbformat.write(nb, path)
+        return True
+    return False
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(a) for a in argv] or notebook_paths()
+    changed = [p for p in paths if apply(p)]
+    for p in changed:
+        print(f"updated {p}")
+    print(f"{len(changed)} of {len(paths)} notebooks updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
