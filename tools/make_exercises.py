@@ -66,7 +66,9 @@ def _stub_markdown(source: str) -> str:
     return pattern.sub("*Your answer here.*", source)
 
 
-def exercise_from_solution(solution: nbformat.NotebookNode, exercise_rel: str):
+def exercise_from_solution(
+    solution: nbformat.NotebookNode, exercise_rel: str, settings: dict[str, str] | None = None
+):
     """The exercise notebook (a new object) for a solution notebook."""
     nb = nbformat.reads(nbformat.writes(solution), as_version=4)
     for cell in nb.cells:
@@ -78,7 +80,7 @@ def exercise_from_solution(solution: nbformat.NotebookNode, exercise_rel: str):
             cell.metadata.pop("execution", None)
         elif cell.cell_type == "markdown" and BEGIN in cell.source:
             cell.source = _stub_markdown(cell.source)
-    settings = colab.course_settings()
+    settings = settings or colab.course_settings()
     first = nb.cells[0]
     first.source = colab.BADGE_RE.sub(
         lambda _: colab.badge_markdown(exercise_rel, settings), first.source, count=1
@@ -97,32 +99,40 @@ def expected_exercises(root: Path = ROOT) -> dict[Path, str]:
     return result
 
 
+def generate(root: Path = ROOT, force: bool = False, check: bool = False) -> dict[str, list]:
+    """Bring exercises/ up to date; returns the paths that were stale, written and skipped."""
+    report: dict[str, list] = {"stale": [], "written": [], "skipped": []}
+    for target, text in expected_exercises(root).items():
+        current = target.read_text() if target.exists() else None
+        if current == text:
+            continue
+        report["stale"].append(target)
+        if check:
+            continue
+        if current is not None and not force:
+            report["skipped"].append(target)
+            continue
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(text)
+        report["written"].append(target)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="overwrite exercises that differ")
     parser.add_argument("--check", action="store_true", help="only report out-of-date exercises")
     args = parser.parse_args(argv)
-    stale, skipped = [], []
-    for target, text in expected_exercises().items():
-        current = target.read_text() if target.exists() else None
-        if current == text:
-            continue
-        stale.append(target)
-        if args.check:
-            continue
-        if current is not None and not args.force:
-            skipped.append(target)
-            continue
-        target.parent.mkdir(exist_ok=True)
-        target.write_text(text)
-        print(f"wrote {target.relative_to(ROOT)}")
+    report = generate(ROOT, force=args.force, check=args.check)
     if args.check:
-        for t in stale:
+        for t in report["stale"]:
             print(f"out of date: {t.relative_to(ROOT)} (run `make exercises ARGS=--force`)")
-        return 1 if stale else 0
-    for t in skipped:
+        return 1 if report["stale"] else 0
+    for t in report["written"]:
+        print(f"wrote {t.relative_to(ROOT)}")
+    for t in report["skipped"]:
         print(f"kept {t.relative_to(ROOT)}: it differs from the generated version; --force replaces it")
-    return 1 if skipped else 0
+    return 1 if report["skipped"] else 0
 
 
 if __name__ == "__main__":
