@@ -13,6 +13,8 @@ LAB_ARGS   ?=
 PYTEST_ARGS ?=
 JOBS       ?= auto
 KERNEL_NAME := backprop-from-scratch
+# Jupyter refuses to run as root (containers, CI) without --allow-root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 BIN := $(VENV)/bin
 PY  := $(BIN)/python
@@ -44,7 +46,7 @@ install: $(BASE_STAMP)
 install-dev: $(DEV_STAMP)
 
 lab: $(BASE_STAMP)
-	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.default_url=/lab/tree/notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
