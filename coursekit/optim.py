@@ -53,9 +53,7 @@ def _as_parameter_list(params: Parameter | Iterable[Parameter], name: str = "par
         ) from None
     for i, p in enumerate(params):
         if not isinstance(p, Parameter):
-            raise TypeError(
-                f"{name}[{i}] must be a coursekit.nn.Parameter, got {type(p).__name__}"
-            )
+            raise TypeError(f"{name}[{i}] must be a coursekit.nn.Parameter, got {type(p).__name__}")
     return params
 
 
