@@ -1,0 +1,309 @@
+"""How fast is hand-written backprop? ``python -m coursekit.bench``.
+
+Three measurements, each in one run of this program:
+
+a. a 3-layer MLP, forward + backward: ``coursekit.functional`` (linear, relu,
+   softmax cross-entropy, each backward written by hand) against the same math through
+   ``torch.autograd``, which computes the same gradients (every weight and bias, and the
+   input's);
+b. conv2d, forward + backward: ``F.conv2d_forward/backward`` (im2col) against
+   ``torch.nn.functional.conv2d`` + autograd;
+c. the scalar engine ``coursekit.scalar.Value``: how many nodes per second its
+   ``backward()`` processes on a large random expression graph.
+
+Timing method: both variants of a benchmark are timed in the same loop, alternating
+(manual then autograd, then autograd then manual, ...), so that a change of machine load
+affects both alike; each repetition times enough calls to last at least ~20 ms, and the
+table reports the median over repetitions. On CUDA every timing waits for the GPU
+(``torch.cuda.synchronize``). Before timing, the two variants' gradients are compared, and
+the largest relative error is shown, so the comparison is between equal computations.
+
+Options: ``--device cpu|cuda|mps`` (default: ``coursekit.default_device()``),
+``--repeats N`` (default 7), ``--quick`` (small sizes, for tests), ``--dtype``,
+``--threads N`` (torch's CPU threads; on a busy machine, fewer threads than cores gives
+steadier numbers, because threads that wait for each other suffer most from other load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from coursekit import functional as F
+from coursekit.device import default_device, describe
+from coursekit.gradcheck import rel_error
+from coursekit.scalar import Value, topological_order
+
+__all__ = ["BenchResult", "main", "run_benchmarks", "format_table"]
+
+_MIN_SECONDS_PER_REPEAT = 0.02
+
+
+@dataclass
+class BenchResult:
+    """One row of the table.
+
+    Attributes:
+        name: what was measured.
+        manual_s: median seconds of one call of the hand-written version.
+        autograd_s: median seconds of one call of the autograd version (None for (c)).
+        max_rel_error: largest relative error between the two versions' results.
+        nodes: for the scalar engine, the number of nodes in the graph.
+    """
+
+    name: str
+    manual_s: float
+    autograd_s: float | None = None
+    max_rel_error: float | None = None
+    nodes: int | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """manual time / autograd time (below 1: the hand-written version is faster)."""
+        return None if self.autograd_s is None else self.manual_s / self.autograd_s
+
+    @property
+    def nodes_per_second(self) -> float | None:
+        return None if self.nodes is None else self.nodes / self.manual_s
+
+
+# ------------------------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _calls_per_repeat(fn: Callable[[], object], device: torch.device) -> int:
+    """How many calls make one timed repetition last at least _MIN_SECONDS_PER_REPEAT."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    once = time.perf_counter() - start
+    return max(1, int(_MIN_SECONDS_PER_REPEAT / max(once, 1e-9)) + 1)
+
+
+def _time_once(fn: Callable[[], object], calls: int, device: torch.device) -> float:
+    """Seconds per call, averaged over ``calls`` back-to-back calls."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / calls
+
+
+def time_interleaved(
+    a: Callable[[], object], b: Callable[[], object], repeats: int, device: torch.device
+) -> tuple[float, float]:
+    """Median seconds per call of ``a`` and of ``b``, timed alternately (a b, b a, a b, ...)."""
+    a(), b()  # warm-up: first-call costs (allocations, kernel selection) are not measured
+    calls_a, calls_b = _calls_per_repeat(a, device), _calls_per_repeat(b, device)
+    times_a, times_b = [], []
+    for r in range(repeats):
+        if r % 2 == 0:
+            times_a.append(_time_once(a, calls_a, device))
+            times_b.append(_time_once(b, calls_b, device))
+        else:
+            times_b.append(_time_once(b, calls_b, device))
+            times_a.append(_time_once(a, calls_a, device))
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def _max_rel_error(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> float:
+    return max(rel_error(x, y) for x, y in zip(xs, ys, strict=True))
+
+
+# --------------------------------------------------------------------------- (a) the MLP
+def bench_mlp(device: torch.device, dtype: torch.dtype, repeats: int, quick: bool) -> BenchResult:
+    """Linear-ReLU-Linear-ReLU-Linear + softmax cross-entropy, forward and backward."""
+    n, d, h, c = (64, 64, 64, 10) if quick else (512, 512, 512, 10)
+    g = torch.Generator().manual_seed(0)
+
+    def randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=g, dtype=dtype) * scale).to(device)
+
+    x, y = randn(n, d), torch.randint(0, c, (n,), generator=g).to(device)
+    params = [
+        randn(d, h, scale=(2 / d) ** 0.5),
+        randn(h, scale=0.1),
+        randn(h, h, scale=(2 / h) ** 0.5),
+        randn(h, scale=0.1),
+        randn(h, c, scale=(1 / h) ** 0.5),
+        randn(c, scale=0.1),
+    ]
+
+    def manual() -> list[torch.Tensor]:
+        w1, b1, w2, b2, w3, b3 = params
+        z1, c1 = F.linear_forward(x, w1, b1)
+        a1, r1 = F.relu_forward(z1)
+        z2, c2 = F.linear_forward(a1, w2, b2)
+        a2, r2 = F.relu_forward(z2)
+        logits, c3 = F.linear_forward(a2, w3, b3)
+        _, closs = F.softmax_cross_entropy_forward(logits, y)
+        dlogits = F.softmax_cross_entropy_backward(1.0, closs)
+        da2, dw3, db3 = F.linear_backward(dlogits, c3)
+        da1, dw2, db2 = F.linear_backward(F.relu_backward(da2, r2), c2)
+        dx, dw1, db1 = F.linear_backward(F.relu_backward(da1, r1), c1)
+        return [dx, dw1, db1, dw2, db2, dw3, db3]
+
+    leaves = [t.clone().requires_grad_(True) for t in (x, *params)]
+
+    def autograd() -> list[torch.Tensor]:
+        xa, w1, b1, w2, b2, w3, b3 = leaves
+        a1 = torch.relu(xa @ w1 + b1)
+        a2 = torch.relu(a1 @ w2 + b2)
+        loss = torch.nn.functional.cross_entropy(a2 @ w3 + b3, y)
+        return list(torch.autograd.grad(loss, leaves))
+
+    error = _max_rel_error(manual(), autograd())
+    t_manual, t_auto = time_interleaved(manual, autograd, repeats, device)
+    name = f"MLP {d}-{h}-{h}-{c}, batch {n}, fwd+bwd"
+    return BenchResult(name, t_manual, t_auto, max_rel_error=error)
+
+
+# ------------------------------------------------------------------------------ (b) conv2d
+def bench_conv2d(
+    device: torch.device, dtype: torch.dtype, repeats: int, quick: bool
+) -> BenchResult:
+    """One 3x3 convolution with padding 1, forward and backward (dx, dw, db)."""
+    n, c, hw, f = (4, 3, 16, 8) if quick else (32, 16, 32, 32)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, c, hw, hw, generator=g, dtype=dtype).to(device)
+    w = (torch.randn(f, c, 3, 3, generator=g, dtype=dtype) * 0.1).to(device)
+    b = torch.randn(f, generator=g, dtype=dtype).to(device)
+    dout = torch.randn(n, f, hw, hw, generator=g, dtype=dtype).to(device)
+
+    def manual() -> list[torch.Tensor]:
+        _, cache = F.conv2d_forward(x, w, b, stride=1, padding=1)
+        return list(F.conv2d_backward(dout, cache))
+
+    leaves = [t.clone().requires_grad_(True) for t in (x, w, b)]
+
+    def autograd() -> list[torch.Tensor]:
+        out = torch.nn.functional.conv2d(leaves[0], leaves[1], leaves[2], stride=1, padding=1)
+        return list(torch.autograd.grad(out, leaves, grad_outputs=dout))
+
+    error = _max_rel_error(manual(), autograd())
+    t_manual, t_auto = time_interleaved(manual, autograd, repeats, device)
+    name = f"conv2d x({n},{c},{hw},{hw}) w({f},{c},3,3) pad 1, fwd+bwd"
+    return BenchResult(name, t_manual, t_auto, max_rel_error=error)
+
+
+# ------------------------------------------------------------------- (c) the scalar engine
+def random_expression(n_ops: int, seed: int = 0, n_leaves: int = 100) -> Value:
+    """A random expression graph of about ``n_ops`` operations on ``n_leaves`` leaves.
+
+    Each operation takes one or two of the 50 most recent nodes, so the graph is deep
+    (long chains) and wide (nodes used many times), like a real network's. Only operations
+    that cannot raise are used (no exp, log or division).
+    """
+    rng = random.Random(seed)
+    nodes = [Value(rng.uniform(-1, 1)) for _ in range(n_leaves)]
+    binary = (Value.__add__, Value.__sub__, Value.__mul__)
+    unary = (Value.tanh, Value.sigmoid, Value.relu)
+    for _ in range(n_ops):
+        recent = nodes[-50:]
+        if rng.random() < 0.5:
+            nodes.append(rng.choice(binary)(rng.choice(recent), rng.choice(recent)))
+        else:
+            nodes.append(rng.choice(unary)(rng.choice(recent)))
+    return nodes[-1]
+
+
+def bench_scalar(repeats: int, quick: bool) -> BenchResult:
+    """Seconds for one ``Value.backward()`` (ordering + local steps) of a random graph."""
+    root = random_expression(5_000 if quick else 200_000)
+    nodes = len(topological_order(root))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        root.backward()
+        times.append(time.perf_counter() - start)
+    name = f"scalar Value.backward(), random graph of {nodes:,} nodes"
+    return BenchResult(name, statistics.median(times), nodes=nodes)
+
+
+# -------------------------------------------------------------------------------- report
+def run_benchmarks(
+    device: torch.device | str | None = None,
+    repeats: int = 7,
+    quick: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> list[BenchResult]:
+    """Run (a), (b) and (c) and return their results."""
+    if repeats < 1:
+        raise ValueError(f"run_benchmarks(repeats): expected at least 1, got {repeats}")
+    device = torch.device(device) if device is not None else default_device()
+    with torch.enable_grad():  # the autograd variants need it, even inside torch.no_grad()
+        return [
+            bench_mlp(device, dtype, repeats, quick),
+            bench_conv2d(device, dtype, repeats, quick),
+            bench_scalar(repeats, quick),
+        ]
+
+
+def format_table(results: Sequence[BenchResult]) -> str:
+    """The results as a Markdown table (readable as plain text too)."""
+    lines = [
+        "| benchmark | manual (ms) | autograd (ms) | manual / autograd | max rel. error |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if r.autograd_s is None:
+            continue
+        lines.append(
+            f"| {r.name} | {r.manual_s * 1e3:.3f} | {r.autograd_s * 1e3:.3f} | "
+            f"{r.ratio:.2f} | {r.max_rel_error:.1e} |"
+        )
+    scalar = [r for r in results if r.nodes is not None]
+    if scalar:
+        lines += ["", "| scalar engine | backward (ms) | nodes / s |", "|---|---:|---:|"]
+        for r in scalar:
+            lines.append(f"| {r.name} | {r.manual_s * 1e3:.1f} | {r.nodes_per_second:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m coursekit.bench",
+        description="Hand-written backprop (coursekit.functional) against torch.autograd.",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the fastest)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions (median)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: unchanged)"
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected at least 1, got {args.repeats}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads: expected at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else default_device()
+    dtype = getattr(torch, args.dtype)
+
+    print(f"machine: {describe(device)}")
+    print(
+        f"torch {torch.__version__}, python {platform.python_version()}, {args.dtype}, "
+        f"median of {args.repeats} interleaved repetitions{' (quick sizes)' if args.quick else ''}"
+    )
+    print()
+    print(format_table(run_benchmarks(device, args.repeats, args.quick, dtype)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Tests of coursekit.bench: it runs, prints its table, and compares equal computations.
+
+No timing is asserted: the machine's speed and load are not under test.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from coursekit import bench
+from coursekit.scalar import topological_order
+
+NUMBER = r"([\d.e+-]+)"
+# | name | manual (ms) | autograd (ms) | manual / autograd | max rel. error |
+ROW = re.compile(rf"^\| ([^|]+) \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \|$")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a busy 2-core machine, threads waiting for each other crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_command_line_prints_the_table_with_ratios():
+    command = [sys.executable, "-m", "coursekit.bench", "--quick", "--repeats", "1"]
+    result = subprocess.run(
+        [*command, "--device", "cpu", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "machine: cpu" in text and "1 threads" in text and f"torch {torch.__version__}" in text
+    rows = [m for line in text.splitlines() if (m := ROW.match(line))]
+    assert [r[1].split()[0] for r in rows] == ["MLP", "conv2d"]
+    for r in rows:
+        manual, autograd, ratio, error = (float(r[i]) for i in range(2, 6))
+        assert ratio > 0
+        assert ratio == pytest.approx(manual / autograd, rel=0.05, abs=0.01)
+        assert error < 1e-4  # both variants computed the same float32 gradients
+    assert re.search(r"scalar Value\.backward\(\).*\| [\d,]+ \|$", text, re.MULTILINE)
+
+
+def test_run_benchmarks_compares_equal_computations(one_thread):
+    results = bench.run_benchmarks("cpu", repeats=1, quick=True, dtype=torch.float64)
+    mlp, conv, scalar = results
+    assert mlp.max_rel_error < 1e-12 and conv.max_rel_error < 1e-12  # float64: the same math
+    assert mlp.ratio == mlp.manual_s / mlp.autograd_s
+    assert scalar.autograd_s is None and scalar.nodes > 1000 and scalar.nodes_per_second > 0
+    table = bench.format_table(results)
+    assert table.count("\n| MLP") == 1 and "| scalar engine |" in table
+
+
+def test_random_expression_is_reproducible_and_deep():
+    a, b = bench.random_expression(500, seed=3), bench.random_expression(500, seed=3)
+    assert a.data == b.data
+    nodes = topological_order(a)
+    assert len(nodes) > 100
+    assert {node._op for node in nodes} >= {"+", "-", "*", "tanh", "sigmoid", "relu"}
+
+
+def test_time_interleaved_alternates_the_variants():
+    calls = []
+    bench.time_interleaved(
+        lambda: calls.append("a"), lambda: calls.append("b"), repeats=4, device=torch.device("cpu")
+    )
+    assert calls.count("a") > 4 and calls.count("b") > 4
+    # every repetition times both, so neither runs all of its repetitions first
+    first_b, last_a = calls.index("b"), len(calls) - 1 - calls[::-1].index("a")
+    assert first_b < last_a
+
+
+def test_bad_repeats_is_a_usage_error():
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--repeats", "0"])
+    assert exit_info.value.code == 2
