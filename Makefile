@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 PY  := $(BIN)/python
 BASE_STAMP := $(VENV)/.stamp-base
 DEV_STAMP  := $(VENV)/.stamp-dev
-NBVAL := --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+NBVAL := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 .PHONY: lab test install install-dev lint format unit notebooks exercises badges outputs bench clean
 

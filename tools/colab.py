@@ -66,7 +66,8 @@ def setup_cell_source(settings: dict[str, str] | None = None) -> str:
         'if "google.colab" in sys.modules:\n'
         "    import subprocess\n"
         "\n"
-        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{spec}"], check=True)\n'
+        f'    spec = "{spec}"\n'
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec], check=True)\n'
         "\n"
         "import coursekit"
     )
