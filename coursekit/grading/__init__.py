@@ -1,0 +1,37 @@
+"""Grading the course's exercises: ``check()`` in a notebook, bulk grading on the command line.
+
+In a notebook::
+
+    from coursekit.grading import check, items
+    items("04")                                   # the graded items of lesson 04 and their points
+    check("04.linear_backward", linear_backward)  # PASS/FAIL, points, and what to fix
+
+``check`` tests the functions on fresh random float64 inputs against
+torch.autograd, in a separate process with a time limit, and never raises
+because of the code it checks. On the command line::
+
+    python -m coursekit.grading submissions/*.ipynb --json grades.json --csv grades.csv
+
+runs each notebook in a fresh kernel and prints a score table (see ``bulk``).
+
+Modules, one idea each:
+
+    check       check(): grade, show, record, return a Result
+    result      Result: passed, points, max_points, feedback, status
+    registry    the @item decorator and items()
+    context     GradingContext: random inputs, guarded calls, comparisons
+    hints       recognising classic mistakes from the wrong answer they give
+    guard       no autograd in hand-written backward passes; global state kept
+    isolation   running the grading in a forked child with time and memory limits
+    reference   gradients from torch.autograd
+    items_00 ... items_05   the graded items, one module per lesson
+    bulk        grading many notebooks
+"""
+
+from coursekit.grading import items_00, items_01, items_02, items_03, items_04, items_05  # noqa: F401
+from coursekit.grading.check import check
+from coursekit.grading.hints import Mistake
+from coursekit.grading.registry import Item, item, items
+from coursekit.grading.result import Result
+
+__all__ = ["Item", "Mistake", "Result", "check", "item", "items"]

@@ -1,0 +1,169 @@
+"""check(): grade the student's functions for one item, show the result, return it.
+
+    from coursekit.grading import check
+    check("04.linear_backward", linear_backward)
+    check("03.sigmoid", sigmoid_forward, sigmoid_backward)
+
+What it does:
+
+1. Looks the item up and checks the call (unknown item, wrong number of
+   functions, something that is not a function: reported, never raised).
+2. Grades the item in an isolated child process (``isolation.run_isolated``)
+   on fresh random float64 inputs, with a time limit (default 10 s; argument
+   ``timeout`` or the environment variable COURSEKIT_GRADING_TIMEOUT).
+3. Shows the result: in Jupyter as a green or red box, elsewhere as text. The
+   result is shown by check() itself, so it appears even when check() is not
+   the last line of a cell; when it is the last line, the returned Result is
+   not shown a second time.
+4. If the environment variable COURSEKIT_GRADING_LOG names a file, appends the
+   result to it as one line of JSON (this is how bulk grading collects scores).
+5. Returns the Result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from coursekit.grading.context import Outcome, grade
+from coursekit.grading.isolation import default_memory_budget, run_isolated
+from coursekit.grading.reference import warm_up
+from coursekit.grading.registry import Item, all_items, get_item
+from coursekit.grading.result import Result
+
+DEFAULT_TIMEOUT = 10.0
+LOG_VARIABLE = "COURSEKIT_GRADING_LOG"
+
+
+def check(item: str, *functions: Callable[..., Any], timeout: float | None = None) -> Result:
+    """Grade ``functions`` on item ``item``, show the result and return it.
+
+    Never raises because of the student's code. ``timeout`` (seconds) bounds the
+    whole check; by default 10 s, or the item's own limit if it needs longer.
+    """
+    start = time.perf_counter()
+    result = _grade(item, functions, timeout)
+    result.seconds = round(time.perf_counter() - start, 3)
+    _show(result)
+    _log(result)
+    return result
+
+
+def _grade(name: Any, functions: tuple, timeout: float | None) -> Result:
+    found = get_item(name) if isinstance(name, str) else None
+    if found is None:
+        return _invalid(str(name), 0, _unknown_item_message(name))
+    problem = _call_problem(found, functions)
+    if problem:
+        return _invalid(found.name, found.points, problem)
+    seed = secrets.randbits(63)
+    limit = _time_limit(found, timeout)
+    warm_up()
+    task = lambda: grade(found, functions, seed)  # noqa: E731
+    run = run_isolated(task, timeout=limit, memory_bytes=default_memory_budget())
+    if run.status == "crashed" and not run.progress:
+        # The child died before the student's code ran: forking itself is broken here (say,
+        # a platform library that does not survive a fork). Grade in this process instead.
+        run = run_isolated(task, timeout=limit, memory_bytes=None, mode="inprocess")
+    if run.status == "finished":
+        outcome: Outcome = run.value
+        status, feedback = outcome.status, outcome.feedback
+    elif run.status == "timeout":
+        status = "timeout"
+        feedback = (
+            f"Stopped after {limit:g} s: your code did not finish (an endless loop? a loop "
+            "over every element of a large tensor?)."
+        )
+        if run.progress:
+            feedback += f"\nIt was running {run.progress[0].lower()}{run.progress[1:]}."
+    elif run.status == "crashed":
+        status = "crashed"
+        feedback = f"Your code ended the grading process with {run.detail}."
+        if run.progress:
+            feedback += f"\nIt was running {run.progress[0].lower()}{run.progress[1:]}."
+    else:
+        status = "internal error"
+        feedback = "The grader itself failed (not your code). Please report this:\n" + run.detail
+    passed = status == "passed"
+    return Result(
+        item=found.name,
+        passed=passed,
+        points=found.points if passed else 0,
+        max_points=found.points,
+        feedback=feedback,
+        status=status,
+        output=run.output,
+        seed=seed,
+    )
+
+
+def _time_limit(found: Item, timeout: float | None) -> float:
+    if timeout is not None:
+        return float(timeout)
+    configured = os.environ.get("COURSEKIT_GRADING_TIMEOUT")
+    default = float(configured) if configured else DEFAULT_TIMEOUT
+    return max(default, found.timeout or 0.0)
+
+
+def _invalid(name: str, points: int, feedback: str) -> Result:
+    return Result(name, False, 0, points, feedback, status="invalid call")
+
+
+def _unknown_item_message(name: Any) -> str:
+    names = [it.name for it in all_items()]
+    close = [n for n in names if isinstance(name, str) and name.split(".")[-1] in n]
+    text = f"There is no graded item called {name!r}."
+    if close:
+        text += f" Did you mean {close[0]!r}?"
+    return text + " coursekit.grading.items() lists them all."
+
+
+def _call_problem(found: Item, functions: tuple) -> str | None:
+    expected = len(found.functions)
+    usage = f"check({found.name!r}, {', '.join(found.functions)}) with {found.signature}"
+    if len(functions) != expected:
+        return (
+            f"{found.name} takes {expected} function(s), you passed {len(functions)}. "
+            f"Call it as {usage}."
+        )
+    for position, fn in enumerate(functions):
+        if not callable(fn):
+            return (
+                f"Argument {position + 2} of check() should be your function "
+                f"{found.functions[position]!r}, got a {type(fn).__name__}. Call it as {usage} "
+                "(pass the function itself, without calling it: no parentheses)."
+            )
+    return None
+
+
+def _show(result: Result) -> None:
+    if result.output:
+        sys.stdout.write(result.output if result.output.endswith("\n") else result.output + "\n")
+    shell = None
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        pass
+    if shell is not None:
+        result._ipython_display_()
+    else:
+        print(result)
+
+
+def _log(result: Result) -> None:
+    path = os.environ.get(LOG_VARIABLE)
+    if not path:
+        return
+    line = json.dumps(result.to_record()) + "\n"
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+    except OSError as err:
+        print(f"(could not record the result in {path}: {err})", file=sys.stderr)

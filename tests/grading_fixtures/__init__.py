@@ -1,0 +1,1 @@
+"""Implementations for the grader's tests: correct ones, classic mistakes, hostile code."""
