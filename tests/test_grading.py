@@ -119,7 +119,18 @@ def test_passing_feedback_is_the_same_on_every_run():
     first = check("04.linear_backward", ok.linear_backward)
     second = check("04.linear_backward", ok.linear_backward)
     assert str(first) == str(second) and first._repr_html_() == second._repr_html_()
-    assert first.seed != second.seed  # fresh inputs every time
+    assert first.seed == second.seed  # the same test inputs: failing feedback is reproducible too
+
+
+def test_failing_feedback_is_reproducible_and_seed_can_be_overridden(monkeypatch):
+    wrong = lambda x: x  # noqa: E731  (forgot the factor 2)
+    first = check("00.sum_of_squares_grad", wrong)
+    assert str(first) == str(check("00.sum_of_squares_grad", wrong))
+    monkeypatch.setenv("COURSEKIT_GRADING_SEED", "random")
+    fresh = [check("00.sum_of_squares_grad", wrong) for _ in range(2)]
+    assert fresh[0].seed != fresh[1].seed and not any(r.passed for r in fresh)
+    monkeypatch.setenv("COURSEKIT_GRADING_SEED", "123")
+    assert check("00.sum_of_squares_grad", wrong).seed == 123
 
 
 def test_functional_module_passes_the_pair_items():
