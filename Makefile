@@ -22,7 +22,7 @@ BASE_STAMP := $(VENV)/.stamp-base
 DEV_STAMP  := $(VENV)/.stamp-dev
 NBVAL := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test install install-dev lint format unit notebooks exercises badges outputs bench clean
+.PHONY: lab test install install-dev lint format unit notebooks browser colab chromium exercises badges outputs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,14 +57,30 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 
 unit: $(DEV_STAMP)
-	$(BIN)/pytest tests -n $(JOBS) --durations=10 $(PYTEST_ARGS)
+	$(BIN)/pytest tests --ignore=tests/browser --ignore=tests/colab -n $(JOBS) --durations=10 $(PYTEST_ARGS)
 
 # Lessons and solutions: outputs compared. Exercises: must run, outputs not compared.
 notebooks: $(DEV_STAMP)
 	$(BIN)/pytest --nbval $(NBVAL) notebooks solutions -n $(JOBS) --dist loadscope --durations=15 $(PYTEST_ARGS)
 	$(BIN)/pytest --nbval-lax $(NBVAL) exercises -n $(JOBS) --dist loadscope --durations=15 $(PYTEST_ARGS)
 
-test: lint unit notebooks
+# JupyterLab driven by headless Chromium: the notebooks as students see them.
+browser: $(DEV_STAMP) chromium
+	$(BIN)/pytest tests/browser -v --durations=5 $(PYTEST_ARGS)
+
+# The Colab install path, simulated in fresh virtual environments.
+colab: $(DEV_STAMP)
+	$(BIN)/pytest tests/colab -v -n $(JOBS) --durations=5 $(PYTEST_ARGS)
+
+# Debian's Chromium for the browser tests (no browser download: Playwright drives this one).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ( \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null 2>&1; } || \
+		echo "WARNING: could not install chromium; the browser tests will be skipped" )
+
+test: lint unit notebooks colab browser
 
 exercises: $(DEV_STAMP)
 	$(PY) tools/make_exercises.py $(ARGS)

@@ -41,7 +41,9 @@ def test_colab_badge_points_at_own_path(path):
     first = _read(path).cells[0]
     assert first.cell_type == "markdown", f"{_id(path)}: first cell must be the badge (markdown)"
     badge = colab.badge_markdown(_id(path), colab.course_settings(ROOT / "pyproject.toml"))
-    assert first.source.splitlines()[0] == badge, f"{_id(path)}: badge missing or stale; run make badges"
+    assert first.source.splitlines()[0] == badge, (
+        f"{_id(path)}: badge missing or stale; run make badges"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
@@ -89,7 +91,9 @@ def test_no_stored_errors_and_stable_outputs(path):
 def test_lessons_end_with_review_questions(path):
     text = "\n".join(c.source for c in _read(path).cells)
     assert "Check your understanding" in text, f"{_id(path)}: no review section"
-    assert "quiz(" in text and "Worked answers" in text, f"{_id(path)}: quiz or worked answers missing"
+    assert "quiz(" in text and "Worked answers" in text, (
+        f"{_id(path)}: quiz or worked answers missing"
+    )
 
 
 # ----------------------------------------------------------------------------- exercises
@@ -136,7 +140,9 @@ def _solution_nb(tmp_path: Path, source: str, markdown: str = "Intro") -> Path:
         cells=[
             nbformat.v4.new_markdown_cell(colab.badge_markdown("solutions/01_x.ipynb", settings)),
             nbformat.v4.new_markdown_cell(markdown),
-            nbformat.v4.new_code_cell(source, outputs=[nbformat.v4.new_output("stream", text="4\n")]),
+            nbformat.v4.new_code_cell(
+                source, outputs=[nbformat.v4.new_output("stream", text="4\n")]
+            ),
         ]
     )
     (tmp_path / "solutions").mkdir()

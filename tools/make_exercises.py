@@ -62,7 +62,9 @@ def _stub_code(source: str) -> str:
 
 
 def _stub_markdown(source: str) -> str:
-    pattern = re.compile(rf"^[ \t]*{re.escape(BEGIN)}.*?^[ \t]*{re.escape(END)}[ \t]*$", re.M | re.S)
+    pattern = re.compile(
+        rf"^[ \t]*{re.escape(BEGIN)}.*?^[ \t]*{re.escape(END)}[ \t]*$", re.M | re.S
+    )
     return pattern.sub("*Your answer here.*", source)
 
 
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     for t in report["written"]:
         print(f"wrote {t.relative_to(ROOT)}")
     for t in report["skipped"]:
-        print(f"kept {t.relative_to(ROOT)}: it differs from the generated version; --force replaces it")
+        rel = t.relative_to(ROOT)
+        print(f"kept {rel}: it differs from the generated version; --force replaces it")
     return 1 if report["skipped"] else 0
 
 
