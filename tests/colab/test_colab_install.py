@@ -102,7 +102,21 @@ def test_colab_setup_cell_installs_and_notebooks_run(tmp_path, ipywidgets):
         target = tmp_path / "run" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((ROOT / rel).read_bytes())
-        run(
-            [str(venv / "bin" / "jupyter-execute"), "--timeout=600", target.name],
-            cwd=target.parent,
-        )
+        execute(venv, target)
+
+
+def execute(venv: Path, notebook: Path, attempts: int = 2) -> None:
+    """Run a notebook top to bottom with nbclient in ``venv``; fail on any cell error.
+
+    A cell timeout is retried once: on a loaded machine a kernel has been seen to go
+    idle without its reply reaching the client. A notebook that really hangs times out
+    twice; an error in a cell fails at once.
+    """
+    cmd = [str(venv / "bin" / "jupyter-execute"), "--timeout=240", notebook.name]
+    for attempt in range(1, attempts + 1):
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=notebook.parent)
+        if result.returncode == 0:
+            return
+        timed_out = "CellTimeoutError" in result.stderr or "TimeoutError" in result.stderr
+        if not timed_out or attempt == attempts:
+            pytest.fail(f"{notebook.name} failed in the Colab-like env:\n{result.stderr[-3000:]}")
