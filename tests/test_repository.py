@@ -238,3 +238,14 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in ci
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make lab" in readme
+
+
+def test_readme_lists_every_lesson_with_its_badges():
+    readme = (ROOT / "README.md").read_text()
+    settings = colab.course_settings(ROOT / "pyproject.toml")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        rel = _id(path)
+        assert f"]({rel})" in readme, f"README's lesson table does not link {rel}"
+        assert colab.badge_markdown(rel, settings) in readme, f"README: no Colab badge for {rel}"
+    for link in re.findall(r"\]\(((?:notebooks|exercises|solutions)/[^)]+\.ipynb)\)", readme):
+        assert (ROOT / link).exists(), f"README links a missing notebook: {link}"

@@ -4,7 +4,7 @@ lesson and an exercise executed with nbclient in that environment.
 
 The repository plays GitHub: the set-up cell installs `coursekit @ git+file://...` at the
 commit under test (committed state, as Colab would see it). A second run starts from
-ipywidgets 7.7.1, the version Colab ships.
+ipywidgets 7.7.1 and numpy 2.0.2, the versions Colab ships.
 """
 
 from __future__ import annotations
@@ -54,14 +54,17 @@ def head_commit() -> str:
     return run(["git", "-C", str(ROOT), "rev-parse", "HEAD"]).strip()
 
 
-@pytest.mark.parametrize(
-    "ipywidgets", [None, "ipywidgets==7.7.1"], ids=["ipywidgets8", "ipywidgets7"]
-)
-def test_colab_setup_cell_installs_and_notebooks_run(tmp_path, ipywidgets):
+# Colab's own versions of what it preinstalls (besides torch): ipywidgets 7.7.1 and an
+# older numpy. The package must work with them, and must not upgrade them.
+COLAB_PINS = ["ipywidgets==7.7.1", "numpy==2.0.2"]
+
+
+@pytest.mark.parametrize("colab_pins", [[], COLAB_PINS], ids=["latest", "colab-versions"])
+def test_colab_setup_cell_installs_and_notebooks_run(tmp_path, colab_pins):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)])
     python = venv / "bin" / "python"
-    preinstalled = [TORCH_SPEC] + ([ipywidgets] if ipywidgets else [])
+    preinstalled = [TORCH_SPEC, *colab_pins]
     run([str(python), "-m", "pip", "install", "-q", *preinstalled])
     before = torch_fingerprint(python)
 
@@ -91,9 +94,10 @@ def test_colab_setup_cell_installs_and_notebooks_run(tmp_path, ipywidgets):
 
     after = torch_fingerprint(python)
     assert after == before, f"torch was replaced: {before} -> {after}"
-    if ipywidgets:
-        version = run([str(python), "-c", "import ipywidgets; print(ipywidgets.__version__)"])
-        assert version.strip() == "7.7.1", "ipywidgets was upgraded"
+    for pin in colab_pins:
+        name, version = pin.split("==")
+        found = run([str(python), "-c", f"import {name}; print({name}.__version__)"]).strip()
+        assert found == version, f"{name} was changed from {version} to {found}"
 
     # The set-up cell is a no-op outside Colab (no pip call).
     run([str(python), "-c", cell.replace("import coursekit", "")], cwd=tmp_path)
