@@ -353,9 +353,13 @@ def _run_in_process(task: Callable[[], Any], timeout: float) -> Run:
         progress[0] = message
 
     timer = None
+    previous_handler = None
     if threading.current_thread() is threading.main_thread():
         timer = threading.Timer(timeout, interrupt)
         timer.daemon = True
+        # interrupt_main() simulates Ctrl-C, which does nothing if SIGINT is ignored (as it is
+        # for a process started in the background): make sure Ctrl-C raises while we wait.
+        previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_sink, _progress_sink = _progress_sink, record
     try:
         with preserved_global_state():
@@ -382,4 +386,6 @@ def _run_in_process(task: Callable[[], Any], timeout: float) -> Run:
                 return Run("internal error", progress=progress[0], detail=traceback.format_exc())
     finally:
         _progress_sink = previous_sink
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
     return Run("finished", value=value, progress=progress[0])
