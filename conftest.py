@@ -23,3 +23,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+_notebook_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::")[0]
+    if path.endswith(".ipynb"):
+        _notebook_seconds[path] = _notebook_seconds.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    # Per-notebook totals (budget: ~60 s a lesson, ~30 s a graded notebook on 2 cores).
+    if not _notebook_seconds:
+        return
+    terminalreporter.section("time per notebook")
+    for path, seconds in sorted(_notebook_seconds.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:7.1f} s  {path}")
