@@ -13,11 +13,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 from coursekit.gradcheck import rel_error  # noqa: E402
 from coursekit.scalar import Value, topological_order  # noqa: E402
@@ -355,6 +357,141 @@ def test_draw_graph_builds_a_graphviz_digraph_when_available(monkeypatch):
     assert len(dot.edges) == n_ops + 2 * 4 + 1  # op->result, two inputs per binary, one for tanh
     highlighted = [attrs for _, attrs in dot.nodes if "n |" in attrs.get("label", "")]
     assert highlighted and highlighted[0]["fillcolor"] == graph_module._HIGHLIGHT_COLOR
+
+
+def lesson_02_graph():
+    """L = (tanh(w*x + b) - y)**2 with every node labelled, as drawn in lesson 02."""
+    x, w, b, y = (Value(d, label=n) for n, d in [("x", 1.5), ("w", -0.8), ("b", 0.4), ("y", 0.5)])
+    u = w * x
+    z = u + b
+    a = z.tanh()
+    r = a - y
+    loss = r**2
+    for node, name in [(u, "u"), (z, "z"), (a, "a"), (r, "r"), (loss, "L")]:
+        node.label = name
+    return loss
+
+
+def graph_with_reuse():
+    """A graph where a leaf and an intermediate result are used again several columns later."""
+    a, b, c = Value(2.0, label="a"), Value(-3.0, label="b"), Value(10.0, label="c")
+    e = a * b
+    d = e + c
+    f = d * a  # a: used in the first column and in the third
+    t = f.tanh()
+    g = t + e  # e: used in the second column and in the fifth
+    s = g * g  # the same input twice
+    h = s + b  # b: used in the first column and in the last
+    for node, name in [(e, "e"), (d, "d"), (f, "f"), (t, "t"), (g, "g"), (s, "s"), (h, "h")]:
+        node.label = name
+    return h
+
+
+def drawn_columns(fig: Figure, rankdir: str) -> dict[str, int]:
+    """label -> column of every value box in a drawing (0 = the column nearest the inputs)."""
+    along_the_flow = {}  # LR: x grows along the flow; TB: y shrinks
+    for text in fig.axes[0].texts:
+        if "data" in text.get_text():
+            x, y = text.get_position()
+            along_the_flow[text.get_text().split("\n")[0]] = x if rankdir == "LR" else -y
+    positions = sorted({round(a, 6) for a in along_the_flow.values()})
+    return {name: positions.index(round(a, 6)) for name, a in along_the_flow.items()}
+
+
+def arrow_paths(fig: Figure) -> list[np.ndarray]:
+    """Points sampled along every arrow (line and head), in data coordinates."""
+    paths = []
+    for patch in fig.axes[0].patches:
+        if isinstance(patch, FancyArrowPatch):
+            t = np.linspace(0.0, 1.0, 25)
+            points = [segment(t) for segment, _ in patch.get_path().iter_bezier()]
+            paths.append(np.concatenate(points))
+    return paths
+
+
+@pytest.mark.parametrize("rankdir", ["LR", "TB"])
+@pytest.mark.parametrize("make_graph", [lesson_02_graph, graph_with_reuse])
+def test_draw_graph_puts_every_node_right_before_its_first_consumer(make_graph, rankdir):
+    root = make_graph()
+    nodes = topological_order(root)
+    columns = drawn_columns(draw_graph(root, backend="matplotlib", rankdir=rankdir), rankdir)
+    assert len(columns) == len(nodes)
+    first_consumer_column = {}
+    for node in nodes:
+        for parent in node._prev:
+            earliest = first_consumer_column.get(parent.label, columns[node.label])
+            first_consumer_column[parent.label] = min(earliest, columns[node.label])
+    for node in nodes[:-1]:
+        assert columns[node.label] == first_consumer_column[node.label] - 1, node.label
+    assert columns[root.label] == max(columns.values())
+    if make_graph is lesson_02_graph:  # the leaves b and y sit right before their operations
+        assert [columns[name] for name in "wxbyL"] == [0, 0, 1, 3, 5]
+
+
+@pytest.mark.parametrize("rankdir", ["LR", "TB"])
+@pytest.mark.parametrize("make_graph", [lesson_02_graph, graph_with_reuse, small_neuron])
+def test_draw_graph_arrows_pass_through_no_box_and_no_circle(make_graph, rankdir):
+    root = make_graph()
+    root = root[0] if isinstance(root, tuple) else root
+    fig = draw_graph(root, backend="matplotlib", rankdir=rankdir)
+    patches = fig.axes[0].patches
+    boxes = [p for p in patches if isinstance(p, FancyBboxPatch)]
+    circles = [p for p in patches if isinstance(p, Circle)]
+    paths = arrow_paths(fig)
+    nodes = topological_order(root)
+    n_inputs = sum(len(node._prev) for node in nodes)
+    assert len(paths) == len(circles) + n_inputs  # op -> result, and one per input
+    inside = 0.03  # arrows start and end on the outlines: only look strictly inside
+    for points in paths:
+        x, y = points[:, 0], points[:, 1]
+        for box in boxes:
+            in_box = (
+                (x > box.get_x() + inside)
+                & (x < box.get_x() + box.get_width() - inside)
+                & (y > box.get_y() + inside)
+                & (y < box.get_y() + box.get_height() - inside)
+            )
+            assert not in_box.any(), f"an arrow passes through a box at {points[in_box][0]}"
+        for circle in circles:
+            distance = np.hypot(x - circle.center[0], y - circle.center[1])
+            assert (distance > 0.9 * circle.radius).all(), "an arrow passes through a circle"
+
+
+def polylines_cross(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether a segment of one polyline properly crosses a segment of the other."""
+    p, q = first[:-1, None, :], first[1:, None, :]  # (n, 1, 2): segments pq of the first
+    r, s = second[None, :-1, :], second[None, 1:, :]  # (1, m, 2): segments rs of the second
+
+    def side(a, b, c):  # sign of the turn a -> b -> c
+        return np.sign(
+            (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1])
+            - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
+        )
+
+    return bool(((side(p, q, r) * side(p, q, s) < 0) & (side(r, s, p) * side(r, s, q) < 0)).any())
+
+
+def test_draw_graph_tree_has_no_crossing_arrows():
+    """In a tree each node feeds one operation: the ordering leaves no two arrows crossing."""
+    for root in (lesson_02_graph(), small_neuron()[0]):
+        paths = arrow_paths(draw_graph(root, backend="matplotlib"))
+        for i, first in enumerate(paths):
+            for second in paths[i + 1 :]:
+                assert not polylines_cross(first, second)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    desired=st.lists(st.floats(-10, 10), min_size=1, max_size=8),
+    gap=st.floats(0.1, 3.0),
+)
+def test_pack_keeps_order_and_gaps_and_moves_as_little_as_possible(desired, gap):
+    gaps = [gap] * (len(desired) - 1)
+    packed = graph_module._pack(desired, gaps)
+    assert all(b - a >= g - 1e-9 for a, b, g in zip(packed, packed[1:], gaps, strict=False))
+    if all(b - a >= g for a, b, g in zip(desired, desired[1:], gaps, strict=False)):
+        assert packed == pytest.approx(desired)  # already fine: nothing moves
+    assert sum(packed) == pytest.approx(sum(desired))  # least squares: the mean stays put
 
 
 # ------------------------------------------------------------------- backward steps

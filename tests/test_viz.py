@@ -368,6 +368,106 @@ def test_function_and_derivative_accepts_a_list_of_points():
         plot_function_and_derivative(torch.sin, torch.cos, torch.zeros(2, 2))
 
 
+def _nan_free_runs(line) -> list[np.ndarray]:
+    """The x values of each piece of a drawn line (pieces are separated by NaN)."""
+    x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    pieces = np.split(x, np.flatnonzero(np.isnan(y)))
+    return [piece[~np.isnan(piece)] if i == 0 else piece[1:] for i, piece in enumerate(pieces)]
+
+
+def _relu(x):
+    return torch.relu(x)
+
+
+def _relu_slope(x):
+    return (x > 0).to(x.dtype)
+
+
+def _leaky_relu(x):
+    return torch.where(x > 0, x, 0.1 * x)
+
+
+def _leaky_relu_slope(x):
+    return torch.where(x > 0, 1.0, 0.1).to(x.dtype)
+
+
+@pytest.mark.parametrize("points", [101, 100])  # with and without a point at exactly 0
+@pytest.mark.parametrize(
+    ("f", "df"), [(_relu, _relu_slope), (_leaky_relu, _leaky_relu_slope)], ids=["relu", "leaky"]
+)
+def test_function_and_derivative_breaks_the_line_at_a_jump(f, df, points):
+    xs = torch.linspace(-2, 2, points, dtype=torch.float64)
+    ax = plot_function_and_derivative(f, df, xs, name="relu", show_finite_differences=True)
+    f_line, df_line = ax.lines[:2]
+    runs = _nan_free_runs(df_line)
+    assert len(runs) == 2  # left of the jump, right of it
+    assert not any((run < 0).any() and (run > 0).any() for run in runs)  # no piece crosses 0
+    assert not np.isnan(f_line.get_ydata()).any()  # the function itself is continuous
+    drawn = np.asarray(df_line.get_ydata(), float)
+    np.testing.assert_array_equal(drawn[~np.isnan(drawn)], df(xs).numpy())  # nothing lost
+
+
+@pytest.mark.parametrize(
+    ("f", "df"),
+    [
+        (torch.tanh, lambda x: 1 - torch.tanh(x) ** 2),
+        (torch.sigmoid, lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x))),
+        (lambda x: x**2, lambda x: 2 * x),
+        (lambda x: x**3, lambda x: 3 * x**2),
+        (lambda x: torch.tanh(4 * x), lambda x: 4 * (1 - torch.tanh(4 * x) ** 2)),
+        (lambda x: torch.relu(x) ** 2, lambda x: 2 * torch.relu(x)),  # a kink, not a jump
+        (lambda x: torch.sqrt(x.abs()), torch.cos),  # a cusp: steep, but continuous
+    ],
+    ids=["tanh", "sigmoid", "square", "cube", "steep tanh", "kink", "sqrt |x|"],
+)
+def test_function_and_derivative_keeps_smooth_curves_whole(f, df):
+    for xs in (torch.linspace(-3, 3, 61), torch.linspace(-3, 3, 400, dtype=torch.float64)):
+        ax = plot_function_and_derivative(f, df, xs)
+        for line in ax.lines[:2]:
+            assert not np.isnan(line.get_ydata()).any(), line.get_label()
+        plt.close("all")
+
+
+def test_function_and_derivative_breaks_a_jumping_function_too():
+    step = plot_function_and_derivative(torch.sign, torch.zeros_like, torch.linspace(-1, 1, 50))
+    assert [len(run) for run in _nan_free_runs(step.lines[0])] == [25, 25]
+
+
+def test_function_and_derivative_at_given_discontinuities():
+    xs = torch.linspace(-2, 2, 101, dtype=torch.float64)  # holds 0, up to rounding (-4e-17)
+    ax = plot_function_and_derivative(_relu, _relu_slope, xs, discontinuities=[0.0])
+    runs = _nan_free_runs(ax.lines[1])
+    left, alone, right = runs  # the point at 0 stands alone...
+    assert left.max() < 0 < right.min()
+    np.testing.assert_allclose(alone, [0.0], atol=1e-15)
+    at_zero = ax.lines[2]  # ...drawn as a dot at relu'(0) = 0, the convention
+    np.testing.assert_allclose(at_zero.get_xydata(), [[0.0, 0.0]], atol=1e-15)
+    assert at_zero.get_color() == ax.lines[1].get_color()
+
+    between = plot_function_and_derivative(
+        _relu, _relu_slope, torch.linspace(-2, 2, 100), discontinuities=[0.0]
+    )
+    assert [len(run) for run in _nan_free_runs(between.lines[1])] == [50, 50]
+    never = plot_function_and_derivative(_relu, _relu_slope, xs, discontinuities=[])
+    assert not np.isnan(never.lines[1].get_ydata()).any()
+
+
+def test_function_and_derivative_labels_the_variable():
+    xs = torch.linspace(-1, 1, 11)
+    ax = plot_function_and_derivative(
+        torch.tanh, lambda z: 1 - torch.tanh(z) ** 2, xs, name="tanh", xlabel="z"
+    )
+    assert ax.get_xlabel() == "z"
+    assert [line.get_label() for line in ax.lines[:2]] == ["tanh(z)", "tanh'(z)"]
+    named = plot_function_and_derivative(torch.tanh, torch.tanh, xs, names=("a", "da/dz"))
+    assert [t.get_text() for t in named.get_legend().get_texts()] == ["a", "da/dz"]
+    assert named.get_xlabel() == "x"  # the default, as before
+    with pytest.raises(ValueError, match="names"):
+        plot_function_and_derivative(torch.tanh, torch.tanh, xs, names=("a",))
+    with pytest.raises(ValueError, match=r"df: returned 1 values for the 11 points"):
+        plot_function_and_derivative(torch.tanh, lambda z: z.sum(), xs)
+
+
 def test_finite_difference_error_on_log_log_axes_with_slopes():
     hs = np.logspace(-12, -1, 12)
     x = 1.0

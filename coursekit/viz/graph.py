@@ -5,10 +5,13 @@ every operation as a circle between its inputs and its result, in the style of G
 drawings of micrograd. It uses Graphviz when both the ``graphviz`` Python package and its
 ``dot`` program are installed, and otherwise lays the graph out with matplotlib alone:
 
-* a node's column is the length of the longest path from a leaf to it (leaves in column 0),
-  so every arrow points forward, from inputs to results;
-* within a column, nodes are ordered by the mean position of their inputs, which keeps
-  most arrows short and uncrossed.
+* every node sits in the column right before the operation that first uses it (the result
+  in the last column), so every arrow points forward, from inputs to results, and each
+  input sits next to the operation it feeds;
+* within a column, nodes are ordered to keep arrows from crossing, and placed near their
+  neighbours, so most arrows come out straight;
+* arrows bend only in the free space between columns, and an arrow that skips columns runs
+  through a free lane, so no arrow passes through a box.
 
 ``backward_steps(L)`` runs ``L``'s backward pass one node at a time and records the
 gradients after each local step, so a widget can replay it::
@@ -26,7 +29,8 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Mapping
+import statistics
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -163,85 +167,269 @@ def _draw_with_graphviz(nodes, grad_of, show_grad, rankdir, highlight):
 
 
 # ----------------------------------------------------------------------- matplotlib
-# Layout sizes in data units; the figure maps one unit to _INCHES_PER_UNIT inches, so the
-# text (in points) always fits its box whatever the size of the graph.
+# The matplotlib drawing is a small layered layout, the method Graphviz's dot uses too:
+#
+# 1. columns: the root goes in the last column and every other node in the column right
+#    before its first consumer, so each input sits next to the operation that uses it;
+# 2. bends: an arrow that skips columns (a node used again further on) gets a bend slot in
+#    every column it passes, a free lane that no box occupies;
+# 3. order: within a column, slots are sorted by the mean position of their neighbours
+#    (barycenter ordering), sweeping both ways a few times and keeping the order with the
+#    fewest crossing arrows;
+# 4. positions: every slot moves toward the median position of its neighbours while keeping
+#    the order and the gaps, so most arrows come out straight.
+#
+# Arrows leave a box from the middle of its outgoing side and bend only in the free space in
+# front of the operation circles, so they never pass through a box or a circle.
+#
+# Sizes are in data units; the figure maps one unit to _INCHES_PER_UNIT inches, so the text
+# (in points) always fits its box whatever the size of the graph.
 _BOX_WIDTH = 2.2
 _OP_RADIUS = 0.42
-_GAP = 0.45  # free space around an operation circle, and between neighbouring boxes
+_CURVE_GAP = 1.4  # box -> next operation circle: the room where arrows bend
+_ARROW_GAP = 0.5  # operation circle -> its result: a short straight arrow
+_ROW_GAP = 0.45  # between neighbouring boxes of a column
+_BEND_HALF = 0.3  # half the width of the lane a bend takes across the flow
 _INCHES_PER_UNIT = 0.5
 _FONT_SIZE = 8
+_PORT_SPREAD = math.radians(28)  # angle between the arrows entering one operation circle
+_ORDER_SWEEPS = 4
+_POSITION_SWEEPS = 12
 
 
-def _layers(nodes: list[Value]) -> dict[Value, int]:
-    """Column of every node: 0 for a leaf, else 1 + the largest column among its inputs.
+@dataclass(eq=False)  # compared by identity, like Value
+class _Bend:
+    """Where an arrow crosses a column it skips: a lane in that column, with no box."""
 
-    ``nodes`` is in topological order, so every input has its column before it is needed.
+    column: int
+
+
+@dataclass
+class _Edge:
+    """One input arrow: from ``source``'s box through ``bends`` into ``target``'s operation."""
+
+    source: Value
+    target: Value
+    bends: list[_Bend]
+
+    def slots(self) -> list[Value | _Bend]:
+        return [self.source, *self.bends, self.target]
+
+
+def _columns(nodes: list[Value]) -> dict[Value, int]:
+    """Column of every node: the root last, every other node right before its first consumer.
+
+    The root's column is the length of the longest path from a leaf to it, which leaves
+    room for every chain. ``nodes`` is in topological order, so walking it backwards meets
+    every consumer before its inputs.
     """
-    layer: dict[Value, int] = {}
+    longest_path: dict[Value, int] = {}
     for node in nodes:
-        layer[node] = 1 + max((layer[p] for p in node._prev), default=-1)
-    return layer
+        longest_path[node] = 1 + max((longest_path[p] for p in node._prev), default=-1)
+    users = _consumers(nodes)
+    root = nodes[-1]
+    column = {root: longest_path[root]}
+    for node in reversed(nodes[:-1]):
+        column[node] = min(column[user] for user in users[node]) - 1
+    return column
 
 
-def _rows(nodes: list[Value], layer: dict[Value, int]) -> dict[Value, float]:
-    """Row of every node: leaves in order of appearance, then by the mean row of the inputs."""
-    columns: dict[int, list[Value]] = {}
+def _consumers(nodes: list[Value]) -> dict[Value, list[Value]]:
+    """For every node, the nodes that take it as an input."""
+    users: dict[Value, list[Value]] = {node: [] for node in nodes}
     for node in nodes:
-        columns.setdefault(layer[node], []).append(node)
-    row: dict[Value, float] = {}
-    for col in sorted(columns):
-        members = columns[col]
-        if col > 0:
-            members.sort(key=lambda n: sum(row[p] for p in n._prev) / len(n._prev))
-        offset = (len(members) - 1) / 2  # centre every column on row 0
-        for i, node in enumerate(members):
-            row[node] = i - offset
-    return row
+        for parent in node._prev:
+            users[parent].append(node)
+    return users
 
 
-def _boundary_point(center, toward, half_w, half_h, radius=None):
-    """Where the segment from ``center`` to ``toward`` leaves a box (or a circle)."""
-    dx, dy = toward[0] - center[0], toward[1] - center[1]
-    if dx == 0 and dy == 0:
-        return center
-    if radius is not None:
-        scale = radius / (dx * dx + dy * dy) ** 0.5
-    else:
-        scale = min(half_w / abs(dx) if dx else math.inf, half_h / abs(dy) if dy else math.inf)
-    return (center[0] + dx * scale, center[1] + dy * scale)
+def _edges(nodes: list[Value], column: dict[Value, int]) -> list[_Edge]:
+    """Every input arrow, with a bend in each column strictly between its two ends."""
+    return [
+        _Edge(parent, node, [_Bend(c) for c in range(column[parent] + 1, column[node])])
+        for node in nodes
+        for parent in node._prev
+    ]
+
+
+def _neighbours(edges: list[_Edge]) -> tuple[dict, dict]:
+    """The slots each slot is joined to in the column before (left) and after (right)."""
+    left: dict[Value | _Bend, list] = {}
+    right: dict[Value | _Bend, list] = {}
+    for edge in edges:
+        path = edge.slots()
+        for a, b in zip(path[:-1], path[1:], strict=True):
+            right.setdefault(a, []).append(b)
+            left.setdefault(b, []).append(a)
+    return left, right
+
+
+def _first_order(nodes: list[Value], edges: list[_Edge], column: dict) -> list[list]:
+    """Slots per column in a starting order: depth-first from the root, first operand first."""
+    rank: dict[Value, int] = {}
+    stack = [nodes[-1]]
+    while stack:
+        node = stack.pop()
+        if node not in rank:
+            rank[node] = len(rank)
+            stack.extend(reversed(node._prev))
+    keyed = [(rank[n], column[n], n) for n in nodes]
+    keyed += [(rank[e.target], b.column, b) for e in edges for b in e.bends]
+    columns: list[list] = [[] for _ in range(max(column.values()) + 1)]
+    for _, col, slot in sorted(keyed, key=lambda item: item[0]):
+        columns[col].append(slot)
+    return columns
+
+
+def _crossings(columns: list[list], right: dict) -> int:
+    """How many pairs of arrows cross between neighbouring columns."""
+    total = 0
+    for here, there in zip(columns[:-1], columns[1:], strict=True):
+        where = {slot: i for i, slot in enumerate(there)}
+        links = [(i, where[b]) for i, a in enumerate(here) for b in right.get(a, [])]
+        total += sum(
+            1
+            for k, (a1, b1) in enumerate(links)
+            for a2, b2 in links[k + 1 :]
+            if (a1 - a2) * (b1 - b2) < 0
+        )
+    return total
+
+
+def _sort_by_barycenter(slots: list, neighbours: dict, other_column: list) -> list:
+    """``slots`` sorted by the mean index of their neighbours in ``other_column``.
+
+    Slots with no neighbour there keep their place; ties keep their current order.
+    """
+    index = {slot: i for i, slot in enumerate(other_column)}
+
+    def barycenter(slot) -> float:
+        return sum(index[n] for n in neighbours[slot]) / len(neighbours[slot])
+
+    movable = iter(sorted((s for s in slots if s in neighbours), key=barycenter))
+    return [next(movable) if s in neighbours else s for s in slots]
+
+
+def _order(columns: list[list], left: dict, right: dict) -> list[list]:
+    """Barycenter sweeps, right to left then left to right; the order with fewest crossings."""
+    best, fewest = [list(c) for c in columns], _crossings(columns, right)
+    for _ in range(_ORDER_SWEEPS):
+        for j in reversed(range(len(columns) - 1)):  # by the positions of the consumers
+            columns[j] = _sort_by_barycenter(columns[j], right, columns[j + 1])
+        for j in range(1, len(columns)):  # by the positions of the inputs
+            columns[j] = _sort_by_barycenter(columns[j], left, columns[j - 1])
+        crossings = _crossings(columns, right)
+        if crossings < fewest:
+            best, fewest = [list(c) for c in columns], crossings
+    return best
+
+
+def _pack(desired: list[float], gaps: list[float]) -> list[float]:
+    """The positions closest to ``desired`` (least squares) that keep ``gaps[i]`` between slot
+    i and slot i + 1, in this order.
+
+    With offset_i = gaps[0] + ... + gaps[i - 1] and y_i = t_i + offset_i, the conditions
+    y_(i+1) - y_i >= gaps[i] become t_0 <= t_1 <= ...: an isotonic regression of the targets
+    desired_i - offset_i, solved by pooling adjacent blocks that are out of order.
+    """
+    offsets = [0.0]
+    for gap in gaps:
+        offsets.append(offsets[-1] + gap)
+    blocks: list[list[float]] = []  # [sum of targets, count], block means non-decreasing
+    for target in (d - o for d, o in zip(desired, offsets, strict=True)):
+        blocks.append([target, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    means = [total / count for total, count in blocks for _ in range(int(count))]
+    return [t + o for t, o in zip(means, offsets, strict=True)]
+
+
+def _positions(
+    columns: list[list], left: dict, right: dict, half_size: Callable[[Value | _Bend], float]
+) -> dict:
+    """Across-the-flow coordinate of every slot: near its neighbours, no overlaps.
+
+    Starts with each column stacked around 0, then moves each slot toward the median position
+    of its neighbours (both sides), column by column, forwards and backwards. The median
+    rather than the mean lines a node up with one neighbour, which makes chains straight.
+    """
+    position: dict = {}
+
+    def gaps(column: list) -> list[float]:
+        return [half_size(a) + half_size(b) for a, b in zip(column[:-1], column[1:], strict=True)]
+
+    for column in columns:
+        packed = _pack([0.0] * len(column), gaps(column))
+        position.update(zip(column, packed, strict=True))
+    for _ in range(_POSITION_SWEEPS):
+        for column in [*columns, *reversed(columns)]:
+            desired = []
+            for slot in column:
+                near = left.get(slot, []) + right.get(slot, [])
+                desired.append(statistics.median(position[n] for n in near) if near else 0.0)
+            position.update(zip(column, _pack(desired, gaps(column)), strict=True))
+    return position
+
+
+def _s_curve(start, end, end_direction) -> list[tuple[float, float]]:
+    """Control points of a cubic Bezier leaving ``start`` along the flow and arriving at ``end``
+    heading in ``end_direction`` (a unit vector); it stays between the two along the flow."""
+    reach = (end[0] - start[0]) / 2
+    return [
+        (start[0] + reach, start[1]),
+        (end[0] - reach * end_direction[0], end[1] - reach * end_direction[1]),
+        end,
+    ]
 
 
 def _draw_with_matplotlib(nodes, grad_of, show_grad, rankdir, highlight, ax):
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle, FancyBboxPatch
+    from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+    from matplotlib.path import Path
 
-    layer = _layers(nodes)
-    row = _rows(nodes, layer)
     n_lines = max(len(_node_lines(n, 0.0, show_grad)) for n in nodes)
-    box_h = 0.3 + 0.28 * n_lines
-    half_w, half_h = _BOX_WIDTH / 2, box_h / 2
-
+    box_height = 0.3 + 0.28 * n_lines
     # A box's size along the flow (inputs -> result) and across it, for this direction.
-    box_along, box_across = 2 * half_w, 2 * half_h
+    box_along, box_across = _BOX_WIDTH, box_height
     if rankdir == "TB":
         box_along, box_across = box_across, box_along
-    column_step = box_along + 2 * _OP_RADIUS + 4 * _GAP  # box, gap, circle, gap, next box
-    row_step = box_across + _GAP
+    column_step = box_along + _CURVE_GAP + 2 * _OP_RADIUS + _ARROW_GAP
 
-    def place(along: float, across: float) -> tuple[float, float]:
+    def half_size(slot) -> float:
+        return _BEND_HALF if isinstance(slot, _Bend) else (box_across + _ROW_GAP) / 2
+
+    column = _columns(nodes)
+    edges = _edges(nodes, column)
+    left, right = _neighbours(edges)
+    columns = _order(_first_order(nodes, edges, column), left, right)
+    across = _positions(columns, left, right, half_size)
+
+    # Everything below is computed in (along, across) coordinates, then placed on the page.
+    def place(along: float, across_: float) -> tuple[float, float]:
         """Position along the flow and across it -> (x, y) on the page for rankdir."""
-        return (along, -across) if rankdir == "LR" else (across, -along)
+        return (along, -across_) if rankdir == "LR" else (across_, -along)
 
-    value_xy = {n: place(layer[n] * column_step, row[n] * row_step) for n in nodes}
-    op_xy = {  # each operation's circle sits halfway between its result and the column before
-        n: place((layer[n] - 0.5) * column_step, row[n] * row_step) for n in nodes if n._op
-    }
+    def box_center(node: Value) -> tuple[float, float]:
+        return (column[node] * column_step, across[node])
 
-    xs = [x for x, _ in value_xy.values()]
-    ys = [y for _, y in value_xy.values()]
-    pad = max(half_w, half_h) + 0.4
-    x_lo, x_hi = min(xs) - pad, max(xs) + pad
-    y_lo, y_hi = min(ys) - pad, max(ys) + pad
+    def op_along(col: int) -> float:
+        """Where the operation circles of column ``col`` sit along the flow."""
+        return col * column_step - box_along / 2 - _ARROW_GAP - _OP_RADIUS
+
+    def op_center(node: Value) -> tuple[float, float]:
+        return (op_along(column[node]), across[node])
+
+    along_hi = max(column.values()) * column_step + box_along / 2
+    across_lo = min(across[s] - (box_across / 2 if isinstance(s, Value) else 0.1) for s in across)
+    across_hi = max(across[s] + (box_across / 2 if isinstance(s, Value) else 0.1) for s in across)
+    pad = 0.4
+    (x0, y0), (x1, y1) = (
+        place(-box_along / 2 - pad, across_lo - pad),
+        place(along_hi + pad, across_hi + pad),
+    )
+    x_lo, x_hi, y_lo, y_hi = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
     if ax is None:
         fig = plt.figure(
             figsize=((x_hi - x_lo) * _INCHES_PER_UNIT, (y_hi - y_lo) * _INCHES_PER_UNIT)
@@ -255,23 +443,45 @@ def _draw_with_matplotlib(nodes, grad_of, show_grad, rankdir, highlight, ax):
     ax.set_aspect("equal")
     ax.axis("off")
 
-    def arrow(start, end, bold: bool) -> None:
-        ax.annotate(
-            "",
-            xy=end,
-            xytext=start,
-            arrowprops={
-                "arrowstyle": "-|>",
-                "color": "#c2410c" if bold else "#475569",
-                "lw": 2.0 if bold else 1.0,
-                "shrinkA": 0,
-                "shrinkB": 0,
-            },
-            zorder=1,
+    def arrow(points: list[tuple[float, float]], codes: list[int], bold: bool) -> None:
+        ax.add_patch(
+            FancyArrowPatch(
+                path=Path([place(*p) for p in points], codes),
+                arrowstyle="-|>",
+                mutation_scale=10,
+                color="#c2410c" if bold else "#475569",
+                linewidth=2.0 if bold else 1.0,
+                zorder=1,
+            )
         )
 
+    # The input arrows of each operation enter its circle at ports spread over the side facing
+    # the inputs, the topmost input at the topmost port, so arrows into one circle never cross.
+    inputs_of: dict[Value, list[_Edge]] = {node: [] for node in nodes}
+    for edge in edges:
+        inputs_of[edge.target].append(edge)
     for node in nodes:
-        x, y = value_xy[node]
+        incoming = sorted(inputs_of[node], key=lambda e: across[e.slots()[-2]])
+        for i, edge in enumerate(incoming):
+            angle = (i - (len(incoming) - 1) / 2) * _PORT_SPREAD
+            direction = (math.cos(angle), -math.sin(angle))  # from the port to the centre
+            cx, cy = op_center(node)
+            port = (cx - _OP_RADIUS * direction[0], cy - _OP_RADIUS * direction[1])
+            start_along, start_across = box_center(edge.source)
+            points = [(start_along + box_along / 2, start_across)]
+            codes = [Path.MOVETO]
+            for bend in edge.bends:  # a straight lane through the skipped column
+                lane_start = (op_along(bend.column) - _OP_RADIUS, across[bend])
+                lane_end = (bend.column * column_step + box_along / 2, across[bend])
+                points += [*_s_curve(points[-1], lane_start, (1.0, 0.0)), lane_end]
+                codes += [Path.CURVE4] * 3 + [Path.LINETO]
+            points += _s_curve(points[-1], port, direction)
+            codes += [Path.CURVE4] * 3
+            arrow(points, codes, bold=node is highlight)
+
+    for node in nodes:
+        x, y = place(*box_center(node))
+        half_w, half_h = _BOX_WIDTH / 2, box_height / 2  # on the page, whatever rankdir
         ax.add_patch(
             FancyBboxPatch(
                 (x - half_w, y - half_h),
@@ -290,11 +500,11 @@ def _draw_with_matplotlib(nodes, grad_of, show_grad, rankdir, highlight, ax):
         )
         if not node._op:
             continue
-        ox, oy = op_xy[node]
         bold = node is highlight
+        along, across_ = op_center(node)
         ax.add_patch(
             Circle(
-                (ox, oy),
+                place(along, across_),
                 _OP_RADIUS,
                 facecolor=_OP_COLOR,
                 edgecolor="#334155",
@@ -303,19 +513,20 @@ def _draw_with_matplotlib(nodes, grad_of, show_grad, rankdir, highlight, ax):
             )
         )
         label_size = _FONT_SIZE if len(node._op) <= 4 else _FONT_SIZE - 2
-        ax.text(ox, oy, node._op, ha="center", va="center", fontsize=label_size, zorder=3)
+        ax.text(
+            *place(along, across_),
+            node._op,
+            ha="center",
+            va="center",
+            fontsize=label_size,
+            zorder=3,
+        )
+        result_side = column[node] * column_step - box_along / 2
         arrow(
-            _boundary_point((ox, oy), (x, y), 0, 0, radius=_OP_RADIUS),
-            _boundary_point((x, y), (ox, oy), half_w, half_h),
+            [(along + _OP_RADIUS, across_), (result_side, across_)],
+            [Path.MOVETO, Path.LINETO],
             bold,
         )
-        for parent in node._prev:
-            px, py = value_xy[parent]
-            arrow(
-                _boundary_point((px, py), (ox, oy), half_w, half_h),
-                _boundary_point((ox, oy), (px, py), 0, 0, radius=_OP_RADIUS),
-                bold,
-            )
     return fig
 
 

@@ -501,6 +501,35 @@ def plot_filters(
 # --------------------------------------------------------------------------------------------
 
 
+def _jumps(x: np.ndarray, y: np.ndarray, factor: float = 10.0) -> np.ndarray:
+    """Indices i where y jumps between x[i] and x[i + 1].
+
+    A smooth curve changes by about (its slope) * (spacing) from one point to the next, and
+    its slope changes little from one interval to the next. So the step i is a jump when
+    |y[i+1] - y[i]| is more than ``factor`` times what the slopes of the neighbouring
+    intervals predict for its spacing, and not negligible (over 0.1% of the curve's range).
+    """
+    dx, dy = np.abs(np.diff(x)), np.abs(np.diff(y))
+    if dy.size < 2:
+        return np.array([], dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(dx > 0, dy / dx, np.nan)
+    before = np.concatenate([[np.nan], slope[:-1]])
+    after = np.concatenate([slope[1:], [np.nan]])
+    neighbour_slope = np.nan_to_num(np.fmax(before, after), nan=0.0)
+    finite = y[np.isfinite(y)]
+    negligible = 1e-3 * (finite.max() - finite.min()) if finite.size else 0.0
+    is_jump = (dy > factor * neighbour_slope * dx) & (dy > negligible)
+    return np.flatnonzero(is_jump)
+
+
+def _with_gaps(x: np.ndarray, y: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y with a NaN point inserted after each index in ``after``: plot() leaves a gap."""
+    after = np.unique(after)
+    midpoints = (x[after] + x[after + 1]) / 2
+    return np.insert(x, after + 1, midpoints), np.insert(y, after + 1, np.nan)
+
+
 def plot_function_and_derivative(
     f: Callable[[torch.Tensor], Any],
     df: Callable[[torch.Tensor], Any],
@@ -509,27 +538,65 @@ def plot_function_and_derivative(
     name: str = "f",
     show_finite_differences: bool = False,
     h: float = 1e-3,
+    *,
+    xlabel: str = "x",
+    names: Sequence[str] | None = None,
+    discontinuities: Sequence[float] | None = None,
 ) -> Axes:
     """f(x) and its derivative f'(x) on the points ``xs``.
 
     ``f`` and ``df`` take a tensor and work elementwise (e.g. ``torch.tanh`` and
     ``lambda x: 1 - torch.tanh(x) ** 2``). With ``show_finite_differences`` the central
     difference (f(x + h) - f(x - h)) / (2h) is drawn as dots on top of f', a check by eye.
+
+    A curve that jumps (the derivative of ReLU at 0) is drawn with a gap there instead of
+    a vertical line that the function never takes: the jumps are found from the points
+    themselves (a step much larger than the neighbouring slopes predict), or, for f', given
+    as ``discontinuities``, the x positions where f' jumps; a point of ``xs`` at one of them
+    (up to rounding: ``torch.linspace(-5, 5, 401)`` misses 0 by 3e-16) is drawn as a dot,
+    the value f' is given there (ReLU's derivative at 0 is 0 by convention).
+    ``discontinuities=[]`` never breaks f'.
+
+    ``xlabel`` names the variable (``xlabel="z"`` gives the axis label z and the legend
+    f(z), f'(z)); ``names`` replaces the two legend entries, e.g. ``("a", "da/dz")``.
     """
     x = xs if isinstance(xs, torch.Tensor) else torch.as_tensor(np.asarray(xs, dtype=np.float64))
     if x.ndim != 1:
         raise ValueError(f"xs: expected a 1-D sequence of points, got shape {tuple(x.shape)}")
+    if names is None:
+        names = (f"{name}({xlabel})", f"{name}'({xlabel})")
+    if isinstance(names, str) or len(names) != 2:
+        raise ValueError(f"names: expected two legend entries (f, f'), got {names!r}")
     ax = _new_axes(ax)
-    x_np = to_numpy(x)
-    ax.plot(x_np, to_numpy(f(x)), label=f"{name}(x)")
-    ax.plot(x_np, to_numpy(df(x)), label=f"{name}'(x)")
+    x_np = to_numpy(x).astype(np.float64)
+    f_np = to_numpy(f(x)).astype(np.float64).reshape(-1)
+    df_np = to_numpy(df(x)).astype(np.float64).reshape(-1)
+    for which, values in (("f", f_np), ("df", df_np)):
+        if values.shape != x_np.shape:
+            raise ValueError(
+                f"{which}: returned {values.size} values for the {x_np.size} points of xs "
+                "(expected one value per point)"
+            )
+    ax.plot(*_with_gaps(x_np, f_np, _jumps(x_np, f_np)), label=names[0])
+    if discontinuities is None:
+        df_breaks, on_a_jump = _jumps(x_np, df_np), np.zeros_like(x_np, dtype=bool)
+    else:
+        at = np.asarray(discontinuities, dtype=np.float64).reshape(1, -1)
+        rounding = 1e-6 * np.median(np.abs(np.diff(x_np))) if x_np.size > 1 else 0.0
+        on_a_jump = (np.abs(x_np[:, None] - at) <= rounding).any(axis=1)  # linspace misses 0
+        straddles = ((x_np[:-1, None] < at) & (at < x_np[1:, None])).any(axis=1)
+        around_a_point = on_a_jump[1:] | on_a_jump[:-1]  # a point on a jump stands alone
+        df_breaks = np.flatnonzero(straddles | around_a_point)
+    (df_line,) = ax.plot(*_with_gaps(x_np, df_np, df_breaks), label=names[1])
     if show_finite_differences:
         every = max(1, len(x) // 25)
         x_few = x[::every]
         numeric = (to_numpy(f(x_few + h)) - to_numpy(f(x_few - h))) / (2 * h)
         ax.plot(to_numpy(x_few), numeric, "k.", label="central difference")
+    if on_a_jump.any():
+        ax.plot(x_np[on_a_jump], df_np[on_a_jump], "o", color=df_line.get_color(), markersize=4)
     ax.axhline(0.0, color="gray", linewidth=0.5)
-    ax.set_xlabel("x")
+    ax.set_xlabel(xlabel)
     ax.legend()
     ax.grid(alpha=0.3)
     return ax
