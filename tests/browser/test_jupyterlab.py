@@ -40,10 +40,15 @@ KERNEL_IDLE = """() => {
   return !!k && k.status === 'idle';
 }"""
 ALL_RUN = """() => {
-  const w = window.jupyterapp.shell.currentWidget;
-  if (w.sessionContext.session.kernel.status !== 'idle') return false;
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const s = w && w.sessionContext && w.sessionContext.session;
+  if (!s || !s.kernel || s.kernel.status !== 'idle' || !w.content || !w.content.model) return false;
   const cells = [...w.content.model.cells].filter(c => c.type === 'code');
   return cells.length > 0 && cells.every(c => c.executionCount !== null);
+}"""
+NO_COUNTS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  return [...w.content.model.cells].every(c => c.type !== 'code' || c.executionCount === null);
 }"""
 # What a widget shows when no widget manager rendered it: its plain-text repr.
 WIDGET_FALLBACK = re.compile(
@@ -69,17 +74,28 @@ def browser():
     print(f"\nscreenshots: {SHOTS}")
 
 
+def menu(page, top: str, entry: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{top}$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{entry}$")).click()
+
+
 def open_and_run(browser, lab, name: str):
     base, token = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    # A workspace of its own: otherwise JupyterLab reopens the previous test's notebook too,
+    # and the menus might act on that one.
+    page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     page.wait_for_function(KERNEL_IDLE, timeout=90_000)
-    # Through the UI: Run menu -> Run All Cells.
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    page.wait_for_function(ALL_RUN, timeout=300_000, polling=500)
-    page.screenshot(path=str(SHOTS / f"{Path(name).stem}.png"), full_page=True)
+    # Through the UI. First Edit -> Clear Outputs of All Cells: the stored outputs (and their
+    # execution counts) must not be mistaken for fresh ones. Then Run -> Run All Cells.
+    menu(page, "Edit", "Clear Outputs of All Cells")
+    page.wait_for_function(NO_COUNTS, timeout=30_000)
+    menu(page, "Run", "Run All Cells")
+    try:
+        page.wait_for_function(ALL_RUN, timeout=300_000, polling=500)
+    finally:
+        page.screenshot(path=str(SHOTS / f"{Path(name).stem}.png"), full_page=True)
     return page
 
 
