@@ -28,7 +28,15 @@ Modules, one idea each:
     bulk        grading many notebooks
 """
 
-from coursekit.grading import items_00, items_01, items_02, items_03, items_04, items_05  # noqa: F401
+from coursekit.grading import (  # noqa: F401
+    items_00,
+    items_01,
+    items_02,
+    items_03,
+    items_04,
+    items_05,
+    items_06,
+)
 from coursekit.grading.check import check
 from coursekit.grading.hints import Mistake
 from coursekit.grading.registry import Item, item, items
