@@ -37,6 +37,7 @@ from coursekit.grading import (  # noqa: F401
     items_05,
     items_06,
     items_07,
+    items_08,
 )
 from coursekit.grading.check import check
 from coursekit.grading.hints import Mistake
