@@ -49,8 +49,9 @@ def test_items_lists_every_item_with_its_points():
     from tests.test_grading_06 import ITEMS_06
     from tests.test_grading_07 import ITEMS_07
     from tests.test_grading_08 import ITEMS_08
+    from tests.test_grading_09 import ITEMS_09
 
-    every = {**ITEMS, **ITEMS_06, **ITEMS_07, **ITEMS_08}
+    every = {**ITEMS, **ITEMS_06, **ITEMS_07, **ITEMS_08, **ITEMS_09}
     table = items()
     assert {name: it.points for name, it in table.items()} == every
     for it in table.values():

@@ -38,6 +38,7 @@ from coursekit.grading import (  # noqa: F401
     items_06,
     items_07,
     items_08,
+    items_09,
 )
 from coursekit.grading.check import check
 from coursekit.grading.hints import Mistake
