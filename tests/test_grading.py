@@ -50,8 +50,9 @@ def test_items_lists_every_item_with_its_points():
     from tests.test_grading_07 import ITEMS_07
     from tests.test_grading_08 import ITEMS_08
     from tests.test_grading_09 import ITEMS_09
+    from tests.test_grading_10 import ITEMS_10
 
-    every = {**ITEMS, **ITEMS_06, **ITEMS_07, **ITEMS_08, **ITEMS_09}
+    every = {**ITEMS, **ITEMS_06, **ITEMS_07, **ITEMS_08, **ITEMS_09, **ITEMS_10}
     table = items()
     assert {name: it.points for name, it in table.items()} == every
     for it in table.values():

@@ -39,6 +39,7 @@ from coursekit.grading import (  # noqa: F401
     items_07,
     items_08,
     items_09,
+    items_10,
 )
 from coursekit.grading.check import check
 from coursekit.grading.hints import Mistake

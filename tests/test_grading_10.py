@@ -1,0 +1,168 @@
+"""Tests of lesson 10's graded items: correct code passes, classic mistakes are named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import coursekit.grading.items_10  # noqa: F401  (registers the items)
+from coursekit import functional as F
+from coursekit.grading import check, items
+from coursekit.grading.context import grade
+from coursekit.grading.registry import get_item
+
+ITEMS_10 = {"10.rnn_step_backward": 2, "10.bptt": 3}
+
+
+# ---------------------------------------------------------------------------- correct code
+def rnn_step_backward_by_hand(dh, cache):
+    x, h_prev, wx, wh, h = cache
+    da = dh * (1 - h**2)
+    return da @ wx.T, da @ wh.T, x.T @ da, h_prev.T @ da, da.sum(0)
+
+
+def rnn_step_backward_with_coursekit(dh, cache):
+    return F.rnn_step_backward(dh, cache)
+
+
+def bptt_by_hand(dhs, caches):
+    dh_next = torch.zeros_like(caches[0][1])
+    dxs = [None] * len(caches)
+    dwx, dwh, db = (torch.zeros_like(caches[0][2]), torch.zeros_like(caches[0][3]), None)
+    for t in reversed(range(len(caches))):
+        dx_t, dh_next, dwx_t, dwh_t, db_t = rnn_step_backward_by_hand(
+            dhs[:, t] + dh_next, caches[t]
+        )
+        dxs[t] = dx_t
+        dwx, dwh = dwx + dwx_t, dwh + dwh_t
+        db = db_t if db is None else db + db_t
+    return torch.stack(dxs, 1), dh_next, dwx, dwh, db
+
+
+def bptt_with_coursekit(dhs, caches):
+    x = torch.stack([c[0] for c in caches], 1)
+    hs = torch.stack([c[4] for c in caches], 1)
+    _, h0, wx, wh, _ = caches[0]
+    return F.rnn_backward(dhs, (x, h0, wx, wh, hs))
+
+
+SOLUTIONS = {
+    "10.rnn_step_backward": [rnn_step_backward_by_hand, rnn_step_backward_with_coursekit],
+    "10.bptt": [bptt_by_hand, bptt_with_coursekit],
+}
+
+
+# ---------------------------------------------------------------------------- classic mistakes
+def step_no_tanh_derivative(dh, cache):
+    x, h_prev, wx, wh, _ = cache
+    return dh @ wx.T, dh @ wh.T, x.T @ dh, h_prev.T @ dh, dh.sum(0)
+
+
+def step_db_not_summed(dh, cache):
+    dx, dh_prev, dwx, dwh, _ = rnn_step_backward_by_hand(dh, cache)
+    return dx, dh_prev, dwx, dwh, dh * (1 - cache[4] ** 2)
+
+
+def step_dwh_transposed(dh, cache):
+    dx, dh_prev, dwx, dwh, db = rnn_step_backward_by_hand(dh, cache)
+    return dx, dh_prev, dwx, dwh.T, db
+
+
+def step_dh_prev_no_transpose(dh, cache):
+    dx, _, dwx, dwh, db = rnn_step_backward_by_hand(dh, cache)
+    return dx, (dh * (1 - cache[4] ** 2)) @ cache[3], dwx, dwh, db
+
+
+def step_autograd(dh, cache):
+    x, h_prev, wx, wh, _ = cache
+    leaves = [t.clone().requires_grad_(True) for t in (x, h_prev, wx, wh)]
+    with torch.enable_grad():
+        h = torch.tanh(leaves[0] @ leaves[2] + leaves[1] @ leaves[3])
+        h.backward(dh)
+    return (*(t.grad for t in leaves), (dh * (1 - h.detach() ** 2)).sum(0))
+
+
+def bptt_no_future(dhs, caches):
+    outs = [rnn_step_backward_by_hand(dhs[:, t], c) for t, c in enumerate(caches)]
+    dx = torch.stack([o[0] for o in outs], 1)
+    return dx, outs[0][1], *(sum(o[k] for o in outs) for k in (2, 3, 4))
+
+
+def bptt_last_step_weights(dhs, caches):
+    dx, dh0, _, _, _ = bptt_by_hand(dhs, caches)
+    dh_last = dhs[:, -1]
+    _, _, dwx, dwh, db = rnn_step_backward_by_hand(dh_last, caches[-1])
+    return dx, dh0, dwx, dwh, db
+
+
+def bptt_in_place(dhs, caches):
+    out = bptt_by_hand(dhs, caches)
+    dhs.zero_()
+    return out
+
+
+MISTAKES = [
+    ("10.rnn_step_backward", step_no_tanh_derivative, "tanh derivative is missing"),
+    ("10.rnn_step_backward", step_db_not_summed, "summed over the batch"),
+    ("10.rnn_step_backward", step_dwh_transposed, "dwh is transposed"),
+    ("10.rnn_step_backward", step_dh_prev_no_transpose, "needs its transpose"),
+    ("10.rnn_step_backward", step_autograd, "uses torch.autograd"),
+    ("10.bptt", bptt_no_future, "gradient from later steps is missing"),
+    ("10.bptt", bptt_last_step_weights, "only holds the last step"),
+    ("10.bptt", bptt_in_place, "modified its input"),
+]
+
+
+# ---------------------------------------------------------------------------- tests
+def test_lesson_10_items_are_listed_with_their_points():
+    table = items("10")
+    assert {name: it.points for name, it in table.items()} == ITEMS_10
+    assert all(it.hand_written for it in table.values())
+
+
+@pytest.mark.parametrize("name", list(ITEMS_10))
+def test_reference_solution_gets_full_marks(name):
+    for fn in SOLUTIONS[name]:
+        result = check(name, fn)
+        assert result.passed, str(result)
+        assert result.points == result.max_points == ITEMS_10[name]
+
+
+@pytest.mark.parametrize("name", list(ITEMS_10))
+def test_reference_solution_passes_on_many_seeds(name):
+    it, threads = get_item(name), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for seed in range(8):
+            for fn in SOLUTIONS[name]:
+                outcome = grade(it, (fn,), seed)
+                assert outcome.status == "passed", f"seed {seed}: {outcome.feedback}"
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    ("name", "fn", "words"), MISTAKES, ids=[f"{name}-{fn.__name__}" for name, fn, _ in MISTAKES]
+)
+def test_classic_mistake_fails_with_a_hint_naming_it(name, fn, words):
+    outcome = grade(get_item(name), (fn,), seed=0)
+    assert outcome.status != "passed"
+    assert words in outcome.feedback, outcome.feedback
+    assert "Test case" in outcome.feedback
+
+
+def test_mistakes_are_named_on_other_seeds_too():
+    for seed in (1, 7):
+        for name, fn, words in MISTAKES:
+            outcome = grade(get_item(name), (fn,), seed)
+            assert words in outcome.feedback, f"seed {seed}, {fn.__name__}: {outcome.feedback}"
+
+
+def test_a_stub_scores_zero_without_crashing():
+    def stub(*args):
+        raise NotImplementedError("write your code here")
+
+    for name in ITEMS_10:
+        result = check(name, stub)
+        assert not result.passed and result.points == 0
+        assert result.status == "not implemented"
