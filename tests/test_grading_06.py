@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coursekit.grading import check, items
 from coursekit.grading.context import grade
 from coursekit.grading.registry import get_item
+from tests import _item_suite as suite
 
 ITEMS_06 = {"06.minibatches": 2, "06.momentum_step": 2, "06.adam_step": 3}
 
@@ -178,57 +178,32 @@ MISTAKES = [
 
 # ---------------------------------------------------------------------------- tests
 def test_lesson_06_items_are_listed_with_their_points():
-    table = items("06")
-    assert {name: it.points for name, it in table.items()} == ITEMS_06
-    assert all(it.hand_written for it in table.values())
+    suite.assert_items_listed("06", ITEMS_06)
 
 
 @pytest.mark.parametrize("name", list(ITEMS_06))
 def test_reference_solution_gets_full_marks(name):
-    for fn in SOLUTIONS[name]:
-        result = check(name, fn)
-        assert result.passed, str(result)
-        assert result.points == result.max_points == ITEMS_06[name]
+    suite.assert_full_marks(name, SOLUTIONS[name], ITEMS_06[name])
 
 
 @pytest.mark.parametrize("name", list(ITEMS_06))
 def test_reference_solution_passes_on_many_seeds(name):
-    it, threads = get_item(name), torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for seed in range(15):
-            for fn in SOLUTIONS[name]:
-                outcome = grade(it, (fn,), seed)
-                assert outcome.status == "passed", f"seed {seed}: {outcome.feedback}"
-    finally:
-        torch.set_num_threads(threads)
+    suite.assert_passes_on_seeds(name, SOLUTIONS[name], seeds=15)
 
 
 @pytest.mark.parametrize(
     ("name", "fn", "words"), MISTAKES, ids=[f"{name}-{fn.__name__}" for name, fn, _ in MISTAKES]
 )
 def test_classic_mistake_fails_with_a_hint_naming_it(name, fn, words):
-    outcome = grade(get_item(name), (fn,), seed=0)
-    assert outcome.status != "passed"
-    assert words in outcome.feedback, outcome.feedback
-    assert "Test case" in outcome.feedback
+    suite.assert_mistake_named(name, fn, words)
 
 
 def test_mistakes_are_named_on_other_seeds_too():
-    for seed in (1, 7):
-        for name, fn, words in MISTAKES:
-            outcome = grade(get_item(name), (fn,), seed)
-            assert words in outcome.feedback, f"seed {seed}, {fn.__name__}: {outcome.feedback}"
+    suite.assert_mistakes_named_on_seeds(MISTAKES, seeds=(1, 7))
 
 
 def test_a_stub_scores_zero_without_crashing():
-    def stub(*args):
-        raise NotImplementedError("write your code here")
-
-    for name in ITEMS_06:
-        result = check(name, stub)
-        assert not result.passed and result.points == 0
-        assert result.status == "not implemented"
+    suite.assert_stub_scores_zero(ITEMS_06)
 
 
 def test_coursekit_optimizers_pass_as_steps():
