@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-import coursekit.grading.items_08  # noqa: F401  (registers the items)
 from coursekit import functional as F
 from coursekit.grading.context import grade
 from coursekit.grading.registry import get_item

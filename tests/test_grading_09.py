@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import coursekit.grading.items_09  # noqa: F401  (registers the items)
 from coursekit import functional as F
 from tests import _item_suite as suite
 
