@@ -564,3 +564,16 @@ def test_generic_hints_name_sign_scale_and_transpose():
 
 def test_the_package_exports_its_public_names():
     assert set(grading.__all__) == {"Item", "Mistake", "Result", "check", "item", "items"}
+
+
+def test_strict_mode_raises_on_failure_only(monkeypatch):
+    def stub(dout, cache):
+        raise NotImplementedError
+
+    with pytest.raises(AssertionError, match="not implemented"):
+        check("04.linear_backward", stub, strict=True)
+    monkeypatch.setenv("COURSEKIT_GRADING_STRICT", "1")
+    with pytest.raises(AssertionError, match="04.linear_backward"):
+        check("04.linear_backward", stub)
+    assert check("04.linear_backward", ok.linear_backward).passed
+    assert check("04.linear_backward", stub, strict=False).points == 0

@@ -17,7 +17,10 @@ What it does:
    not shown a second time.
 4. If the environment variable COURSEKIT_GRADING_LOG names a file, appends the
    result to it as one line of JSON (this is how bulk grading collects scores).
-5. Returns the Result.
+5. Returns the Result; in strict mode (``strict=True`` or the environment variable
+   COURSEKIT_GRADING_STRICT=1) raises ``AssertionError`` with the feedback instead
+   when the item did not pass, so a test harness such as nbgrader's autograder
+   scores the cell zero.
 """
 
 from __future__ import annotations
@@ -39,19 +42,32 @@ from coursekit.grading.result import Result
 
 DEFAULT_TIMEOUT = 10.0
 LOG_VARIABLE = "COURSEKIT_GRADING_LOG"
+STRICT_VARIABLE = "COURSEKIT_GRADING_STRICT"
 
 
-def check(item: str, *functions: Callable[..., Any], timeout: float | None = None) -> Result:
+def check(
+    item: str,
+    *functions: Callable[..., Any],
+    timeout: float | None = None,
+    strict: bool | None = None,
+) -> Result:
     """Grade ``functions`` on item ``item``, show the result and return it.
 
-    Never raises because of the student's code. ``timeout`` (seconds) bounds the
-    whole check; by default 10 s, or the item's own limit if it needs longer.
+    Never raises because of the student's code, except in strict mode: with
+    ``strict=True`` (default: the environment variable COURSEKIT_GRADING_STRICT
+    set to 1) a result that did not pass raises ``AssertionError`` carrying the
+    feedback. ``timeout`` (seconds) bounds the whole check; by default 10 s, or the
+    item's own limit if it needs longer.
     """
     start = time.perf_counter()
     result = _grade(item, functions, timeout)
     result.seconds = round(time.perf_counter() - start, 3)
     _show(result)
     _log(result)
+    if strict is None:
+        strict = os.environ.get(STRICT_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
+    if strict and not result.passed:
+        raise AssertionError(f"{result.item}: {result.status}\n{result.feedback}")
     return result
 
 
