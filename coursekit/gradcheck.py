@@ -2,10 +2,11 @@
 
 Three tools, from the simplest to the most complete:
 
-* ``numerical_grad(f, x)`` estimates df/dx by central differences, one entry at a time:
-  df/dx_i ~ (f(x + eps e_i) - f(x - eps e_i)) / (2 eps). Its error is O(eps**2) from
-  truncation plus O(machine_eps / eps) from rounding, so it works in float64 where eps = 1e-6
-  gives about 1e-10 relative accuracy.
+* ``numerical_grad(f, x, h)`` estimates df/dx by central differences, one entry at a time:
+  df/dx_i ~ (f(x + h e_i) - f(x - h e_i)) / (2 h). Its error is O(h**2) from truncation
+  plus O(eps / h) from rounding, eps being the machine epsilon (lesson 01), so it works in
+  float64, where the best step is near (3 eps)**(1/3) ~ 1e-5 and any h from 1e-6 to 1e-5
+  gives about 1e-10 relative accuracy for values and derivatives of order one.
 * ``rel_error(a, b)`` = max|a - b| / max(|a| + |b|): one number, scale-free, about 1e-16
   when two float64 results agree to the last bit and about 1 when they are unrelated.
 * ``compare_with_torch(forward, backward, reference, inputs)`` runs a hand-written
@@ -20,6 +21,7 @@ import html
 import inspect
 import itertools
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,13 +37,14 @@ __all__ = ["GradEntry", "GradReport", "compare_with_torch", "numerical_grad", "r
 def numerical_grad(
     f: Callable[[Tensor], Any],
     x: Tensor,
-    eps: float = 1e-6,
+    h: float = 1e-6,
     *,
     dout: Tensor | None = None,
+    eps: float | None = None,
 ) -> Tensor:
     """The gradient of ``f`` at ``x`` by central differences, in float64.
 
-    For each entry i:  grad_i = (g(x + eps e_i) - g(x - eps e_i)) / (2 eps),
+    For each entry i:  grad_i = (g(x + h e_i) - g(x - h e_i)) / (2 h),
     where g(x) = f(x) when f returns a scalar and g(x) = sum(f(x) * dout) when it returns a
     tensor (``dout`` is the upstream gradient, ones when not given: the gradient of the sum).
 
@@ -50,15 +53,26 @@ def numerical_grad(
     that reads ``x`` from outside, ignoring its argument, works too); otherwise it is a
     float64 copy. Every entry is put back exactly as it was.
 
+    ``h`` is the step. ``eps`` is its old name, still accepted but deprecated: in the course
+    epsilon means the machine epsilon, ``torch.finfo(dtype).eps``.
+
     Returns:
         a float64 tensor of ``x``'s shape, on ``x``'s device.
     """
+    if eps is not None:
+        warnings.warn(
+            "numerical_grad(eps=...) is deprecated: the step is now called h, "
+            "numerical_grad(f, x, h=...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        h = eps
     if not isinstance(x, Tensor):
         raise TypeError(f"numerical_grad(x): x must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"numerical_grad(x): x must hold floating-point numbers, got {x.dtype}")
-    if not eps > 0:
-        raise ValueError(f"numerical_grad(eps): eps must be positive, got {eps}")
+    if not h > 0:
+        raise ValueError(f"numerical_grad(h): the step h must be positive, got {h}")
     x64 = x if x.dtype == torch.float64 else x.detach().to(torch.float64)
     upstream = None if dout is None else torch.as_tensor(dout, dtype=torch.float64)
 
@@ -81,13 +95,13 @@ def numerical_grad(
         for index in itertools.product(*(range(n) for n in x.shape)):
             original = x64[index].item()
             try:
-                x64[index] = original + eps
+                x64[index] = original + h
                 f_plus = g()
-                x64[index] = original - eps
+                x64[index] = original - h
                 f_minus = g()
             finally:
                 x64[index] = original
-            grad[index] = (f_plus - f_minus) / (2 * eps)
+            grad[index] = (f_plus - f_minus) / (2 * h)
     return grad
 
 

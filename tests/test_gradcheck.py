@@ -84,10 +84,26 @@ def test_numerical_grad_rejects_bad_arguments():
         numerical_grad(lambda t: t.sum(), [1.0, 2.0])
     with pytest.raises(TypeError, match="floating"):
         numerical_grad(lambda t: t.sum(), torch.arange(3))
-    with pytest.raises(ValueError, match="eps"):
-        numerical_grad(lambda t: t.sum(), torch.randn(3), eps=0.0)
+    with pytest.raises(ValueError, match="h"):
+        numerical_grad(lambda t: t.sum(), torch.randn(3), h=0.0)
     with pytest.raises(ValueError, match=r"dout.*\(2,\).*\(3,\)"):
         numerical_grad(torch.sin, torch.randn(3, dtype=f64), dout=torch.ones(2))
+
+
+def test_numerical_grad_step_is_called_h_and_eps_still_works_with_a_warning():
+    x = torch.randn(5, dtype=f64)
+    f = lambda t: (t**3).sum()  # noqa: E731
+    by_position = numerical_grad(f, x, 1e-5)
+    by_name = numerical_grad(f, x, h=1e-5)
+    assert torch.equal(by_position, by_name)
+    with pytest.warns(DeprecationWarning, match="h"):
+        old_name = numerical_grad(f, x, eps=1e-5)
+    assert torch.equal(old_name, by_name)
+    # The step really is used: a coarse step leaves the O(h**2) truncation error, x**3 -> h**2.
+    coarse = numerical_grad(f, x, h=0.1)
+    assert torch.allclose(coarse - 3 * x**2, torch.full_like(x, 0.01), atol=1e-10)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="h"):
+        numerical_grad(f, x, eps=-1.0)
 
 
 # ----------------------------------------------------------------------------- rel_error
