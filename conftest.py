@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Thread variables read by torch's OpenMP/MKL/OpenBLAS pools when a process starts.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def pytest_configure(config):
+    # Under pytest-xdist each worker (and every kernel or subprocess it starts, which inherit
+    # the environment) gets one torch thread: N workers with torch's default of one thread
+    # per core oversubscribe the machine, and small matrix products then run many times
+    # slower (a lesson that runs in 7 s alone took 246 s). A single run keeps the default,
+    # as a student's own kernel does. An explicit setting in the environment wins.
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collectstart(collector):
