@@ -17,16 +17,22 @@ _FUNCTIONS = [
     ("torch.tanh", torch.tanh),
 ]
 
+# A vectorised answer calls f twice (four leaves room for an extra f(x)); a loop over the
+# entries calls it twice per entry, and every test case but the 0-dim one has 4 or more.
+_MOST_CALLS = 4
+
 
 @item(
     "01.central_difference",
     points=1,
     description="the central difference (f(x+h) - f(x-h)) / (2h), elementwise",
     signature="fn(f, x, h) -> tensor of x's shape",
-    covers="four functions, steps h from 1e-4 to 0.5, several shapes",
+    covers="four functions, steps h from 1e-4 to 0.5, several shapes, no loop over entries",
     hand_written=False,  # autograd would give f'(x), not the central difference: it fails anyway
 )
 def central_difference(ctx: GradingContext, fn) -> None:
+    """Values against the formula, and f called on whole tensors: a Python loop over the
+    entries calls f twice per entry, which the count of calls reveals."""
     cases = [(0, (5,), 1e-3), (1, (3, 4), 0.5), (2, (), 0.1), (3, (2, 3, 2), 0.25), (1, (4,), 1e-4)]
     for f_index, shape, h in cases:
         label, f = _FUNCTIONS[f_index]
@@ -56,7 +62,13 @@ def central_difference(ctx: GradingContext, fn) -> None:
                     "from f'(x) when h is not tiny.",
                 ),
             ]
-            got = ctx.call(fn, f, x, h, names=("f", "x", "h"))
+            calls: list[int] = []
+
+            def counted(t, f=f, calls=calls):
+                calls.append(1)
+                return f(t)
+
+            got = ctx.call(fn, counted, x, h, names=("f", "x", "h"))
             ctx.compare(
                 got,
                 expected,
@@ -64,6 +76,14 @@ def central_difference(ctx: GradingContext, fn) -> None:
                 mistakes={"the result": mistakes},
                 shape_of={"the result": "x"},
             )
+            if len(calls) > _MOST_CALLS:
+                ctx.fail(
+                    f"The values are right, but `{ctx.function_name}` called f {len(calls)} "
+                    f"times for an x of {x.numel()} entries: a Python loop over the entries.",
+                    "f acts elementwise, so f(x + h) evaluates it at every entry at once: "
+                    "call f twice, on whole tensors, with no loop. On a million entries that "
+                    "is two calls instead of two million.",
+                )
 
 
 @item(

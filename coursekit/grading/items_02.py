@@ -40,6 +40,8 @@ def mul_backward(ctx: GradingContext, fn) -> None:
         with ctx.case(description):
             expected = autograd_grads(lambda x, y: x * y, [ta, tb], tdout)
             got = ctx.call(fn, a, b, dout, names=("a", "b", "dout"))
+            if shape is None:
+                _check_float_answer(ctx, got)
             swapped = "d(a*b)/da = b and d(a*b)/db = a: each gradient uses the *other* input."
             mistakes = {
                 "da": [Mistake(ta * tdout, swapped), Mistake(tb, _FORGOT_DOUT)],
@@ -47,6 +49,21 @@ def mul_backward(ctx: GradingContext, fn) -> None:
             }
             ctx.compare(
                 got, expected, ("da", "db"), mistakes=mistakes, shape_of={"da": "a", "db": "b"}
+            )
+
+
+def _check_float_answer(ctx: GradingContext, got) -> None:
+    """With plain-float inputs there is no input dtype to keep; a float32 tensor loses digits."""
+    if not isinstance(got, (tuple, list)):
+        return
+    for name, value in zip(("da", "db"), got, strict=False):
+        if isinstance(value, torch.Tensor) and value.dtype != torch.float64:
+            ctx.fail(
+                f"{name} is a {value.dtype} tensor, but a, b and dout were plain Python floats, "
+                "which carry about 16 digits (float64) and have no torch dtype to keep.",
+                "Return plain floats: with floats in, `b * dout` is already a float. "
+                "torch.tensor(some_float) makes a float32 tensor and rounds away about "
+                "9 of those digits.",
             )
 
 

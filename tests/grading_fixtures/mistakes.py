@@ -39,6 +39,14 @@ def chain_without_inner(x):
     return torch.exp(torch.sin(x**2)) * torch.cos(x**2)
 
 
+def central_difference_loop(f, x, h):
+    grad = torch.empty_like(x)
+    flat, out = x.reshape(-1), grad.view(-1)
+    for i in range(flat.numel()):
+        out[i] = (f(flat[i] + h) - f(flat[i] - h)) / (2 * h)
+    return grad
+
+
 def chain_cos_of_x(x):
     return torch.exp(torch.sin(x**2)) * torch.cos(x) * 2 * x
 
@@ -50,6 +58,10 @@ def mul_swapped(a, b, dout):
 
 def mul_without_dout(a, b, dout):
     return b, a
+
+
+def mul_float32_tensors(a, b, dout):
+    return torch.tensor(b * dout), torch.tensor(a * dout)  # float32 when a, b are floats
 
 
 def pow_exponent_n(a, n, dout):
@@ -298,10 +310,12 @@ MISTAKES = [
     ("01.central_difference", (forward_difference,), "forward difference"),
     ("01.central_difference", (divided_by_h,), "Divide by 2h"),
     ("01.central_difference", (exact_derivative,), "exact derivative"),
+    ("01.central_difference", (central_difference_loop,), "Python loop"),
     ("01.chain_rule", (chain_without_inner,), "d(x**2)/dx = 2x, is missing"),
     ("01.chain_rule", (chain_cos_of_x,), "cos(x**2), not cos(x)"),
     ("02.mul_backward", (mul_swapped,), "uses the *other* input"),
     ("02.mul_backward", (mul_without_dout,), "by dout"),
+    ("02.mul_backward", (mul_float32_tensors,), "plain Python floats"),
     ("02.pow_backward", (pow_exponent_n,), "n - 1"),
     ("02.exp_backward", (exp_without_dout,), "by dout"),
     ("02.tanh_backward", (tanh_of_input,), "square tanh(a), not a"),
