@@ -79,7 +79,8 @@ def linear_backward(ctx: GradingContext, fn) -> None:
 @item(
     "04.broadcast_backward",
     points=2,
-    description="the backward of broadcasting: sum dout back to the input's shape",
+    description="the backward of broadcasting: sum dout back to the input's shape "
+    "(torch's one-call version, dout.sum_to_size(shape), is allowed: it is a sum, not autograd)",
     signature="fn(dout, shape) -> dx of that shape",
     covers="leading dims added, size-1 dims stretched, both, no broadcast, 0-dim",
 )
@@ -175,3 +176,137 @@ def grad_shapes(ctx: GradingContext, fn) -> None:
                             "of: dx like x, dw like w, db like b.",
                         ),
                     )
+
+
+# ----------------------------------------------------------------- the debugging lab
+_SQUARE_TRANSPOSE = (
+    "dx = dout @ w.T, not dout @ w. With a square w both have the right shape, so only a "
+    "value check (against torch.autograd or finite differences) can tell them apart."
+)
+_DOUT_IN_PLACE = (
+    "`dx = dout` does not copy: dx and dout are one tensor, so writing into dx (`dx[...] = 0`) "
+    "changes dout too, and a second `dy = dout` sees the zeros. Build new tensors instead: "
+    "`dx = torch.where(x >= y, dout, 0.0)`, or start from `dout.clone()`."
+)
+
+
+@item(
+    "04.find_the_bug",
+    points=3,
+    description="repair three broken backward passes: x @ w with a square w, "
+    "x * gamma + beta, and torch.maximum(x, y)",
+    signature="matmul_backward(dout, (x, w)) -> (dx, dw); "
+    "scale_shift_backward(dout, (x, gamma)) -> (dx, dgamma, dbeta); "
+    "max_backward(dout, (x, y)) -> (dx, dy)",
+    covers="square and non-square w, batch 1, every function checked for in-place changes",
+)
+def find_the_bug(ctx: GradingContext, matmul_backward, scale_shift_backward, max_backward) -> None:
+    """Three small backward passes, each with the bug of lesson 04's debugging lab repaired."""
+    # 1. out = x @ w; the broken version has dx = dout @ w, which runs when w is square.
+    for n, d, h in [(5, 4, 4), (1, 3, 3), (6, 2, 5), (3, 6, 6)]:
+        x, w, dout = ctx.randn(n, d), ctx.randn(d, h), ctx.randn(n, h)
+        with ctx.case("matmul_backward, " + describe_shapes(x=x, w=w, dout=dout)):
+            expected = autograd_grads(lambda x, w: x @ w, [x, w], dout)
+            mistakes = {
+                "dx": [Mistake(dout @ w, _SQUARE_TRANSPOSE)] if d == h else [],
+                "dw": [
+                    Mistake(
+                        dout.T @ x,
+                        "dw = x.T @ dout (D, N)(N, H); dout.T @ x is its transpose, "
+                        "which a square w does not reveal by its shape.",
+                    )
+                ]
+                if d == h
+                else [],
+            }
+            got = ctx.call(
+                matmul_backward,
+                dout,
+                (x, w),
+                names=("dout", "cache"),
+                labels={"cache[0]": "x", "cache[1]": "w"},
+                error_hint=_LINEAR_SHAPES,
+            )
+            ctx.compare(
+                got, expected, ("dx", "dw"), mistakes=mistakes, shape_of={"dx": "x", "dw": "w"}
+            )
+
+    # 2. out = x * gamma + beta; the broken version returns dbeta = dout, not summed.
+    for n, d in [(6, 3), (1, 4), (4, 4), (7, 1)]:
+        x, gamma, beta, dout = ctx.randn(n, d), ctx.randn(d), ctx.randn(d), ctx.randn(n, d)
+        with ctx.case("scale_shift_backward, " + describe_shapes(x=x, gamma=gamma, dout=dout)):
+            expected = autograd_grads(lambda x, g, b: x * g + b, [x, gamma, beta], dout)
+            unsummed = (
+                "beta is added to every row (broadcast), so its gradient adds up the rows: "
+                "dbeta = dout.sum(dim=0), with the shape of beta. The shape rule catches this one."
+            )
+            mistakes = {
+                "dx": [Mistake(dout * x, "Multiply swaps: dx = dout * gamma, not dout * x.")],
+                "dgamma": [
+                    Mistake(
+                        dout * x,
+                        "gamma is broadcast over the batch too: dgamma = (dout * x).sum(dim=0).",
+                        shape_only=True,
+                    ),
+                    Mistake(
+                        (dout * gamma).sum(dim=0),
+                        "Multiply swaps: dgamma uses the *other* factor, x: (dout * x).sum(0).",
+                    ),
+                ],
+                "dbeta": [
+                    Mistake(dout, unsummed, shape_only=True),
+                    Mistake(dout.mean(dim=0), "Sum over the batch, do not average."),
+                ],
+            }
+            got = ctx.call(
+                scale_shift_backward,
+                dout,
+                (x, gamma),
+                names=("dout", "cache"),
+                labels={"cache[0]": "x", "cache[1]": "gamma"},
+            )
+            ctx.compare(
+                got,
+                expected,
+                ("dx", "dgamma", "dbeta"),
+                mistakes=mistakes,
+                batch=n,
+                shape_of={"dx": "x", "dgamma": "gamma", "dbeta": "beta"},
+            )
+
+    # 3. out = torch.maximum(x, y); the broken version zeroes entries of dout in place.
+    for shape in [(5, 3), (2, 4), (7,)]:
+        x, y, dout = ctx.randn(*shape), ctx.randn(*shape), ctx.randn(*shape)
+        # Ties (x == y) have no single derivative; continuous random inputs have none.
+        with ctx.case("max_backward, " + describe_shapes(x=x, y=y, dout=dout)):
+            expected = autograd_grads(torch.maximum, [x, y], dout)
+            zeros = torch.zeros_like(dout)
+            mistakes = {
+                "dx": [
+                    Mistake(zeros, _DOUT_IN_PLACE),
+                    Mistake(dout, "Max routes: x gets dout only where x won (x > y), 0 elsewhere."),
+                    Mistake(expected[1], "The routing is swapped: dx = dout where x > y."),
+                ],
+                "dy": [
+                    Mistake(zeros, _DOUT_IN_PLACE),
+                    Mistake(dout, "Max routes: y gets dout only where y won (y > x), 0 elsewhere."),
+                    Mistake(expected[0], "The routing is swapped: dy = dout where y > x."),
+                ],
+            }
+            before = dout.clone()
+            got = ctx.call(
+                max_backward,
+                dout,
+                (x, y),
+                names=("dout", "cache"),
+                opaque=("dout",),  # checked just below, with a hint about aliasing
+                labels={"cache[0]": "x", "cache[1]": "y"},
+            )
+            if not torch.equal(dout, before):
+                ctx.fail(
+                    f"`{ctx.function_name}` modified its input dout in place.",
+                    _DOUT_IN_PLACE,
+                )
+            ctx.compare(
+                got, expected, ("dx", "dy"), mistakes=mistakes, shape_of={"dx": "x", "dy": "y"}
+            )

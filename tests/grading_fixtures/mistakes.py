@@ -304,6 +304,39 @@ def mlp_no_transpose(params, x, y):
     return _mlp(params, x, y, transpose=False)
 
 
+# The three broken backward passes of lesson 04's debugging lab, each left unrepaired.
+def matmul_backward_as_given(dout, cache):
+    x, w = cache
+    return dout @ w, x.T @ dout  # the transpose of w is missing: runs only when w is square
+
+
+def scale_shift_backward_as_given(dout, cache):
+    x, gamma = cache
+    return dout * gamma, (dout * x).sum(dim=0), dout  # dbeta not summed over the batch
+
+
+def max_backward_as_given(dout, cache):
+    x, y = cache
+    dx = dout  # not a copy
+    dx[x < y] = 0  # in place: zeroes entries of dout itself
+    dy = dout
+    dy[x >= y] = 0
+    return dx, dy
+
+
+def max_backward_half_repaired(dout, cache):
+    x, y = cache
+    dx = dout.clone()
+    dx[x < y] = 0
+    dy = dout  # still the caller's tensor
+    dy[x >= y] = 0
+    return dx, dy
+
+
+def max_backward_to_both(dout, cache):
+    return dout.clone(), dout.clone()
+
+
 MISTAKES = [
     ("00.sum_of_squares_grad", (forgot_two,), "factor 2 is missing"),
     ("00.sum_of_squares_grad", (returned_the_sum,), "single number"),
@@ -339,6 +372,31 @@ MISTAKES = [
     ("04.linear_backward", (linear_dw_mean,), "N = 4 times too small"),
     ("04.linear_backward", (linear_db_mean,), "do not average"),
     ("04.linear_backward", (linear_dx_sign,), "wrong sign"),
+    (
+        "04.find_the_bug",
+        (matmul_backward_as_given, ok.scale_shift_backward, ok.max_backward),
+        "dx = dout @ w.T, not dout @ w",
+    ),
+    (
+        "04.find_the_bug",
+        (ok.matmul_backward, scale_shift_backward_as_given, ok.max_backward),
+        "dbeta = dout.sum(dim=0)",
+    ),
+    (
+        "04.find_the_bug",
+        (ok.matmul_backward, ok.scale_shift_backward, max_backward_as_given),
+        "modified its input dout in place",
+    ),
+    (
+        "04.find_the_bug",
+        (ok.matmul_backward, ok.scale_shift_backward, max_backward_half_repaired),
+        "`dx = dout` does not copy",
+    ),
+    (
+        "04.find_the_bug",
+        (ok.matmul_backward, ok.scale_shift_backward, max_backward_to_both),
+        "Max routes",
+    ),
     ("04.broadcast_backward", (broadcast_unchanged,), "returned dout unchanged"),
     ("04.broadcast_backward", (broadcast_squeezed,), "keep the size-1 dims"),
     ("04.broadcast_backward", (broadcast_mean,), "do not average"),
