@@ -453,61 +453,14 @@ def layernorm_backward(dout: Tensor, cache: Cache) -> tuple[Tensor, Tensor, Tens
 # ---------------------------------------------------------------------------
 # 6. Convolution and pooling
 #
-# Both slide a KH x KW window over the image. x.unfold(dim, size, step) views
-# every window without copying: _windows(x) is (N, C, Ho, Wo, KH, KW), the
-# window under output pixel (i, j) being [..., i, j, :, :]. "im2col" lays the
-# windows out as columns, so a convolution is a single matrix product. Its
-# adjoint, "col2im", adds each column back onto the pixels it came from,
-# summing where windows overlap: exactly what the backward pass needs.
+# A convolution is a linear map of its input (a sparse matrix M with shared
+# entries), so its backward pass is the transposed map, dx = M^T dout, and
+# every gradient is itself a convolution. Lesson 09 derives this and computes
+# it twice by hand, with loops and with im2col; here torch's convolution
+# kernels compute the three convolutions, so the hand-derived backward runs
+# as fast as torch's own. Max pooling records where each window's maximum
+# sits and routes dout back there.
 # ---------------------------------------------------------------------------
-
-
-def _windows(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
-    """Every KH x KW window of x (N, C, H, W) as a view of shape (N, C, Ho, Wo, KH, KW)."""
-    return x.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])
-
-
-def _im2col(
-    x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
-) -> Tensor:
-    """Windows of the zero-padded x as columns: (N, C*KH*KW, Ho*Wo).
-
-    The same result as torch.nn.functional.unfold(x, kernel, padding=padding,
-    stride=stride), built from a view of the windows and one copy (a little faster).
-    """
-    n, c = x.shape[:2]
-    if padding != (0, 0):
-        x = _torch_F.pad(x, (padding[1], padding[1], padding[0], padding[0]))
-    win = _windows(x, kernel, stride)  # (N, C, Ho, Wo, KH, KW)
-    ho, wo = win.shape[2:4]
-    return win.permute(0, 1, 4, 5, 2, 3).reshape(n, c * kernel[0] * kernel[1], ho * wo)
-
-
-def _col2im(
-    cols: Tensor,
-    x_shape: tuple[int, int, int, int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    out_size: tuple[int, int],
-) -> Tensor:
-    """The adjoint of _im2col: add every entry of cols back onto the pixel it came from.
-
-    Kernel tap (i, j) saw the pixels x_pad[i + stride * a, j + stride * b] for all
-    output pixels (a, b): a strided slice. So one slice-add per tap (KH*KW of them,
-    not a loop over pixels) adds the columns back, summing where windows overlap.
-    The same result as torch.nn.functional.fold (and usually faster).
-    """
-    n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_size
-    x_pad = cols.new_zeros(n, c, h + 2 * ph, w + 2 * pw)
-    taps = cols.view(n, c, kh, kw, ho, wo)
-    for i in range(kh):
-        for j in range(kw):
-            rows = slice(i, i + sh * (ho - 1) + 1, sh)
-            columns = slice(j, j + sw * (wo - 1) + 1, sw)
-            x_pad[:, :, rows, columns] += taps[:, :, i, j]
-    return x_pad[:, :, ph : ph + h, pw : pw + w].contiguous()  # drop the padding
 
 
 def conv2d_forward(
@@ -520,12 +473,16 @@ def conv2d_forward(
     """2-D convolution as in torch (a cross-correlation): x (N, C, H, W), w (F, C, KH, KW),
     b (F,) -> out (N, F, Ho, Wo), Ho = (H + 2 * padding - KH) // stride + 1, same for Wo.
 
-    im2col: cols (N, C*KH*KW, L), L = Ho*Wo, holds the window under each output pixel
-    as a column; with w_mat = w.reshape(F, C*KH*KW), out_n = w_mat @ cols_n + b.
-    Backward: per image this is linear_backward on the columns (dout_n is (F, L)):
-    db = dout summed over N, Ho, Wo; dw = sum_n dout_n @ cols_n.T;
-    dcols_n = w_mat.T @ dout_n, and dx = col2im(dcols) adds every column back onto the
-    pixels it was copied from (summing where windows overlap, dropping the padding).
+    With x_pad the zero-padded input and S the stride,
+        out[n, f, i, j] = b[f] + sum_{c, p, q} x_pad[n, c, i*S + p, j*S + q] * w[f, c, p, q].
+    Backward, by the chain rule (each sum runs over every output a variable touches):
+        db[f]          = sum_{n, i, j} dout[n, f, i, j]
+        dw[f, c, p, q] = sum_{n, i, j} dout[n, f, i, j] * x_pad[n, c, i*S + p, j*S + q]
+                         (a correlation of x_pad with dout, summed over the batch)
+        dx_pad[n, c, u, v] = sum_{f, i*S + p = u, j*S + q = v} dout[n, f, i, j] * w[f, c, p, q]
+                         (every output adds dout * w back onto its window: the transposed
+                         convolution, for S = 1 the full correlation of dout with the
+                         flipped kernel), and dx is dx_pad without the padding.
     """
     op = "conv2d_forward"
     _check_float(op, "x", x, ndim=4, layout="(N, C, H, W)")
@@ -536,28 +493,30 @@ def conv2d_forward(
     _check_dim(op, "b", b, 0, "w", w, 0)
     stride = _pair(op, "stride", stride, minimum=1)
     padding = _pair(op, "padding", padding, minimum=0)
-    n = x.shape[0]
-    f, _, kh, kw = w.shape
-    ho, wo = _output_size(op, x, (kh, kw), stride, padding)
-
-    cols = _im2col(x, (kh, kw), stride, padding)  # (N, C*KH*KW, L)
-    w_mat = w.reshape(f, -1)  # (F, C*KH*KW)
-    out = torch.matmul(w_mat, cols)  # (N, F, L), one product per image
-    out += b.view(f, 1)
-    return out.view(n, f, ho, wo), (cols, w, x.shape, (ho, wo), stride, padding)
+    _output_size(op, x, tuple(w.shape[2:]), stride, padding)  # the kernel must fit
+    out = _torch_F.conv2d(x, w, b, stride=stride, padding=padding)
+    return out, (x, w, stride, padding, out.shape)
 
 
 def conv2d_backward(dout: Tensor, cache: Cache) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx, dw, db); see conv2d_forward for the derivation."""
-    cols, w, x_shape, (ho, wo), stride, padding = cache
-    n, k, _ = cols.shape
-    f, _, kh, kw = w.shape
-    _check_dout("conv2d_backward", dout, (n, f, ho, wo))
-    d = dout.reshape(n, f, ho * wo)  # (N, F, L)
-    db = d.sum((0, 2))
-    dw = torch.matmul(d, cols.transpose(1, 2)).sum(0).view(w.shape)  # sum_n d_n @ cols_n.T
-    dcols = torch.matmul(w.reshape(f, k).T, d)  # (N, C*KH*KW, L)
-    dx = _col2im(dcols, x_shape, (kh, kw), stride, padding, (ho, wo))
+    """(dx, dw, db); see conv2d_forward for the derivation.
+
+    dx is the transposed convolution of dout with w (conv_transpose2d), dw the
+    weight-gradient correlation of x with dout (torch.nn.grad.conv2d_weight), db a sum.
+    With stride S the floor in Ho can leave up to S - 1 rows (columns) at the bottom
+    (right) of x_pad that no window reads; conv_transpose2d's output_padding appends
+    them, with gradient 0, so that dx has x's shape.
+    """
+    x, w, stride, padding, out_shape = cache
+    _check_dout("conv2d_backward", dout, out_shape)
+    (ho, wo), (kh, kw) = out_shape[2:], w.shape[2:]
+    unread = (
+        x.shape[2] + 2 * padding[0] - ((ho - 1) * stride[0] + kh),
+        x.shape[3] + 2 * padding[1] - ((wo - 1) * stride[1] + kw),
+    )
+    dx = _torch_F.conv_transpose2d(dout, w, stride=stride, padding=padding, output_padding=unread)
+    dw = torch.nn.grad.conv2d_weight(x, w.shape, dout, stride=stride, padding=padding)
+    db = dout.sum((0, 2, 3))
     return dx, dw, db
 
 
@@ -573,20 +532,15 @@ def maxpool2d_forward(
     dout is routed to where that maximum sits and is 0 elsewhere. Windows overlap
     when stride < kernel_size, and an input that is the maximum of several windows
     receives the sum of their gradients (scatter_add, never plain assignment).
+    The forward pass records where each maximum sits (torch's max_pool2d returns it
+    as an index into the flattened H*W plane, and picks the same input as torch at a tie).
     """
     op = "maxpool2d_forward"
     _check_float(op, "x", x, ndim=4, layout="(N, C, H, W)")
-    kh, kw = _pair(op, "kernel_size", kernel_size, minimum=1)
-    sh, sw = _pair(op, "stride", stride if stride is not None else (kh, kw), minimum=1)
-    n, c, h, w = x.shape
-    ho, wo = _output_size(op, x, (kh, kw), (sh, sw), (0, 0))
-
-    windows = _windows(x, (kh, kw), (sh, sw))  # (N, C, Ho, Wo, KH, KW), a view
-    out, k = windows.reshape(n, c, ho, wo, kh * kw).max(dim=-1)  # k: position in the window
-    # Where each maximum sits in x, as an index into the flattened H*W plane.
-    row = torch.arange(ho, device=x.device).view(ho, 1) * sh + k // kw
-    col = torch.arange(wo, device=x.device) * sw + k % kw
-    argmax = row * w + col  # (N, C, Ho, Wo)
+    kernel = _pair(op, "kernel_size", kernel_size, minimum=1)
+    stride = _pair(op, "stride", stride if stride is not None else kernel, minimum=1)
+    _output_size(op, x, kernel, stride, (0, 0))  # the window must fit
+    out, argmax = _torch_F.max_pool2d(x, kernel, stride, return_indices=True)
     return out, (argmax, x.shape)
 
 

@@ -194,6 +194,41 @@ class TestAgainstAutograd:
         )
 
     @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize(
+        ("x_shape", "w_shape", "stride", "padding"),
+        [
+            ((2, 3, 8, 7), (4, 3, 5, 5), 2, 2),  # kernel 5, one row and column no window reads
+            ((3, 3, 9, 10), (2, 3, 5, 3), (2, 3), (1, 2)),  # unequal strides and paddings
+            ((1, 3, 5, 5), (1, 3, 5, 5), 1, 0),  # the kernel covers the image: a 1x1 output
+            ((2, 1, 7, 7), (3, 1, 3, 3), 3, 0),  # stride 3 leaves one row and column unread
+            ((2, 2, 11, 4), (3, 2, 2, 4), (3, 1), (2, 0)),  # kernel as wide as the image
+            ((1, 3, 4, 4), (2, 3, 1, 1), 2, 2),  # 1x1 kernel reading padding only at the border
+        ],
+    )
+    def test_conv2d_awkward_shapes(self, x_shape, w_shape, stride, padding, dtype) -> None:
+        x, w, b = make_inputs([x_shape, w_shape, w_shape[:1]], self.device, dtype, seed=3)
+        compare_with_autograd(
+            F.conv2d_forward,
+            F.conv2d_backward,
+            tF.conv2d,
+            [x, w, b],
+            tol=TOL[dtype],
+            options={"stride": stride, "padding": padding},
+        )
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_maxpool_ties_route_like_torch(self, dtype: torch.dtype) -> None:
+        # Every window of a constant image is a tie; torch picks one input per window.
+        x = torch.zeros(2, 3, 6, 5, dtype=dtype, device=self.device)
+        x[0, 0, :2, :2] = 1.0  # a tie between four maxima in one window
+        dout = make_inputs([(2, 3, 2, 2)], self.device, dtype)[0]
+        xs = x.clone().requires_grad_(True)
+        tF.max_pool2d(xs, 3, stride=2).backward(dout)
+        out, cache = F.maxpool2d_forward(x, 3, stride=2)
+        assert torch.equal(out, tF.max_pool2d(x, 3, stride=2))
+        assert torch.equal(F.maxpool2d_backward(dout, cache), xs.grad)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
     def test_maxpool_overlapping_windows_add_their_gradients(self, dtype: torch.dtype) -> None:
         # x[2, 2] is the maximum of all four 3x3 windows (stride 2) of a 5x5 image.
         x = make_inputs([(1, 1, 5, 5)], self.device, dtype)[0] * 0.1
@@ -375,23 +410,6 @@ class TestAgainstAutogradOnCuda(TestAgainstAutograd):
             out_gpu, _ = forward(*gpu, **case.options)
             out_cpu, _ = forward(*cpu, **case.options)
             assert rel_error(out_gpu.cpu(), out_cpu) < 1e-12, case.id
-
-
-@pytest.mark.parametrize(
-    ("stride", "padding"), [((1, 1), (0, 0)), ((2, 3), (1, 2)), ((3, 1), (2, 0))]
-)
-def test_im2col_and_col2im_are_torchs_unfold_and_fold(stride, padding) -> None:
-    x = torch.randn(2, 3, 8, 7, dtype=torch.float64)
-    kernel = (3, 2)
-    cols = F._im2col(x, kernel, stride, padding)
-    expected = tF.unfold(x, kernel, padding=padding, stride=stride)
-    assert torch.equal(cols, expected)
-    ho = (8 + 2 * padding[0] - kernel[0]) // stride[0] + 1
-    wo = (7 + 2 * padding[1] - kernel[1]) // stride[1] + 1
-    dcols = torch.randn_like(cols)
-    dx = F._col2im(dcols, x.shape, kernel, stride, padding, (ho, wo))
-    expected = tF.fold(dcols, (8, 7), kernel, padding=padding, stride=stride)
-    assert rel_error(dx, expected) < 1e-14
 
 
 # ------------------------------------------------------------ grad mode and input requirements
