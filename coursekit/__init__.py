@@ -6,6 +6,7 @@ against ``torch.autograd``.  Modules, one idea each::
 
     coursekit.functional   forward/backward pairs (import as F)
     coursekit.scalar       Value: scalar reverse-mode autodiff
+    coursekit.autograd     Tensor: a tape-based autograd on the pairs; to_torch()
     coursekit.gradcheck    finite differences and comparison with torch.autograd
     coursekit.nn           Module, layers, Sequential, losses
     coursekit.init         Xavier/He initializers
