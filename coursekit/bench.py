@@ -1,13 +1,15 @@
 """How fast is hand-written backprop? ``python -m coursekit.bench``.
 
-Three measurements, each in one run of this program:
+The measurements, all in one run of this program:
 
 a. a 3-layer MLP, forward + backward: ``coursekit.functional`` (linear, relu,
    softmax cross-entropy, each backward written by hand) against the same math through
    ``torch.autograd``, which computes the same gradients (every weight and bias, and the
    input's);
-b. conv2d, forward + backward: ``F.conv2d_forward/backward`` (im2col) against
-   ``torch.nn.functional.conv2d`` + autograd;
+b. conv2d on several shapes (``CONV_SHAPES``), forward + backward:
+   ``F.conv2d_forward/backward`` (dx a transposed convolution, dw the weight-gradient
+   convolution) against ``torch.nn.functional.conv2d`` + autograd; and max pooling,
+   ``F.maxpool2d_forward/backward`` against ``torch.nn.functional.max_pool2d`` + autograd;
 c. the scalar engine ``coursekit.scalar.Value``: how many nodes per second its
    ``backward()`` processes on a large random expression graph.
 
@@ -172,30 +174,100 @@ def bench_mlp(device: torch.device, dtype: torch.dtype, repeats: int, quick: boo
 
 
 # ------------------------------------------------------------------------------ (b) conv2d
+@dataclass(frozen=True)
+class ConvShape:
+    """One convolution to time: x (N, C, H, W), w (F, C, KH, KW), stride, padding."""
+
+    x: tuple[int, int, int, int]
+    w: tuple[int, int, int, int]
+    stride: int = 1
+    padding: int = 0
+
+    def __str__(self) -> str:
+        x, w = ",".join(map(str, self.x)), ",".join(map(str, self.w))
+        return f"x({x}) w({w}) stride {self.stride} pad {self.padding}"
+
+
+# The first is a hidden layer of a small CNN; the others are first layers (3-channel
+# images): strides 1 and 2, paddings 0 to 2, kernels 3 and 5, batches of 8 and 16.
+CONV_SHAPES = (
+    ConvShape((32, 16, 32, 32), (32, 16, 3, 3), stride=1, padding=1),
+    ConvShape((16, 3, 32, 32), (16, 3, 3, 3), stride=1, padding=1),
+    ConvShape((16, 3, 32, 32), (16, 3, 3, 3), stride=2, padding=0),
+    ConvShape((8, 3, 32, 32), (16, 3, 5, 5), stride=1, padding=2),
+    ConvShape((8, 3, 32, 32), (16, 3, 5, 5), stride=2, padding=1),
+)
+QUICK_CONV_SHAPES = (
+    ConvShape((4, 3, 16, 16), (8, 3, 3, 3), stride=1, padding=1),
+    ConvShape((2, 3, 12, 12), (4, 3, 5, 5), stride=2, padding=2),
+)
+
+
 def bench_conv2d(
-    device: torch.device, dtype: torch.dtype, repeats: int, quick: bool
+    device: torch.device,
+    dtype: torch.dtype,
+    repeats: int,
+    quick: bool = False,
+    shape: ConvShape | None = None,
 ) -> BenchResult:
-    """One 3x3 convolution with padding 1, forward and backward (dx, dw, db)."""
-    n, c, hw, f = (4, 3, 16, 8) if quick else (32, 16, 32, 32)
+    """One convolution, forward and backward (dx, dw, db)."""
+    shape = shape or (QUICK_CONV_SHAPES if quick else CONV_SHAPES)[0]
+    s, p = shape.stride, shape.padding
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(n, c, hw, hw, generator=g, dtype=dtype).to(device)
-    w = (torch.randn(f, c, 3, 3, generator=g, dtype=dtype) * 0.1).to(device)
-    b = torch.randn(f, generator=g, dtype=dtype).to(device)
-    dout = torch.randn(n, f, hw, hw, generator=g, dtype=dtype).to(device)
+    x = torch.randn(shape.x, generator=g, dtype=dtype).to(device)
+    w = (torch.randn(shape.w, generator=g, dtype=dtype) * 0.1).to(device)
+    b = torch.randn(shape.w[0], generator=g, dtype=dtype).to(device)
+    out_shape = torch.nn.functional.conv2d(x, w, b, stride=s, padding=p).shape
+    dout = torch.randn(out_shape, generator=g, dtype=dtype).to(device)
 
     def manual() -> list[torch.Tensor]:
-        _, cache = F.conv2d_forward(x, w, b, stride=1, padding=1)
+        _, cache = F.conv2d_forward(x, w, b, stride=s, padding=p)
         return list(F.conv2d_backward(dout, cache))
 
     leaves = [t.clone().requires_grad_(True) for t in (x, w, b)]
 
     def autograd() -> list[torch.Tensor]:
-        out = torch.nn.functional.conv2d(leaves[0], leaves[1], leaves[2], stride=1, padding=1)
+        out = torch.nn.functional.conv2d(leaves[0], leaves[1], leaves[2], stride=s, padding=p)
         return list(torch.autograd.grad(out, leaves, grad_outputs=dout))
 
     error = _max_rel_error(manual(), autograd())
     t_manual, t_auto = time_interleaved(manual, autograd, repeats, device)
-    name = f"conv2d x({n},{c},{hw},{hw}) w({f},{c},3,3) pad 1, fwd+bwd"
+    return BenchResult(f"conv2d {shape}, fwd+bwd", t_manual, t_auto, max_rel_error=error)
+
+
+# -------------------------------------------------------------------------- (b') max pooling
+# (x shape, kernel, stride): after the first conv row above, and overlapping windows.
+POOL_SHAPES = (((32, 32, 32, 32), 2, 2), ((16, 16, 32, 32), 3, 2))
+QUICK_POOL_SHAPES = (((4, 8, 16, 16), 2, 2), ((2, 4, 9, 9), 3, 2))
+
+
+def bench_maxpool2d(
+    device: torch.device,
+    dtype: torch.dtype,
+    repeats: int,
+    quick: bool = False,
+    shape: tuple[tuple[int, ...], int, int] | None = None,
+) -> BenchResult:
+    """Max pooling, forward and backward (dx), against torch.nn.functional.max_pool2d."""
+    x_shape, k, s = shape or (QUICK_POOL_SHAPES if quick else POOL_SHAPES)[0]
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(x_shape, generator=g, dtype=dtype).to(device)
+    out_shape = torch.nn.functional.max_pool2d(x, k, s).shape
+    dout = torch.randn(out_shape, generator=g, dtype=dtype).to(device)
+
+    def manual() -> list[torch.Tensor]:
+        _, cache = F.maxpool2d_forward(x, k, s)
+        return [F.maxpool2d_backward(dout, cache)]
+
+    leaf = x.clone().requires_grad_(True)
+
+    def autograd() -> list[torch.Tensor]:
+        out = torch.nn.functional.max_pool2d(leaf, k, s)
+        return list(torch.autograd.grad(out, leaf, grad_outputs=dout))
+
+    error = _max_rel_error(manual(), autograd())
+    t_manual, t_auto = time_interleaved(manual, autograd, repeats, device)
+    name = f"maxpool2d x({','.join(map(str, x_shape))}) kernel {k} stride {s}, fwd+bwd"
     return BenchResult(name, t_manual, t_auto, max_rel_error=error)
 
 
@@ -240,14 +312,17 @@ def run_benchmarks(
     quick: bool = False,
     dtype: torch.dtype = torch.float32,
 ) -> list[BenchResult]:
-    """Run (a), (b) and (c) and return their results."""
+    """Run every benchmark of the table and return their results."""
     if repeats < 1:
         raise ValueError(f"run_benchmarks(repeats): expected at least 1, got {repeats}")
     device = torch.device(device) if device is not None else default_device()
     with torch.enable_grad():  # the autograd variants need it, even inside torch.no_grad()
+        conv_shapes = QUICK_CONV_SHAPES if quick else CONV_SHAPES
+        pool_shapes = QUICK_POOL_SHAPES if quick else POOL_SHAPES
         return [
             bench_mlp(device, dtype, repeats, quick),
-            bench_conv2d(device, dtype, repeats, quick),
+            *(bench_conv2d(device, dtype, repeats, shape=shape) for shape in conv_shapes),
+            *(bench_maxpool2d(device, dtype, repeats, shape=shape) for shape in pool_shapes),
             bench_scalar(repeats, quick),
         ]
 
@@ -293,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--threads: expected at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available here")
     dtype = getattr(torch, args.dtype)
 
     print(f"machine: {describe(device)}")

@@ -44,7 +44,10 @@ def test_command_line_prints_the_table_with_ratios():
     text = result.stdout
     assert "machine: cpu" in text and "1 threads" in text and f"torch {torch.__version__}" in text
     rows = [m for line in text.splitlines() if (m := ROW.match(line))]
-    assert [r[1].split()[0] for r in rows] == ["MLP", "conv2d"]
+    kinds = [r[1].split()[0] for r in rows]
+    assert kinds[0] == "MLP"
+    assert kinds.count("conv2d") == len(bench.QUICK_CONV_SHAPES) >= 2
+    assert kinds.count("maxpool2d") == len(bench.QUICK_POOL_SHAPES) >= 2
     for r in rows:
         manual, autograd, ratio, error = (float(r[i]) for i in range(2, 6))
         assert ratio > 0
@@ -55,8 +58,11 @@ def test_command_line_prints_the_table_with_ratios():
 
 def test_run_benchmarks_compares_equal_computations(one_thread):
     results = bench.run_benchmarks("cpu", repeats=1, quick=True, dtype=torch.float64)
-    mlp, conv, scalar = results
-    assert mlp.max_rel_error < 1e-12 and conv.max_rel_error < 1e-12  # float64: the same math
+    mlp, scalar = results[0], results[-1]
+    compared = [r for r in results if r.autograd_s is not None]
+    assert [r.name.split()[0] for r in compared] == ["MLP", "conv2d", "conv2d", *["maxpool2d"] * 2]
+    for r in compared:
+        assert r.max_rel_error < 1e-12, r.name  # float64: the same math
     assert mlp.ratio == mlp.manual_s / mlp.autograd_s
     assert scalar.autograd_s is None and scalar.nodes > 1000 and scalar.nodes_per_second > 0
     table = bench.format_table(results)
@@ -69,6 +75,16 @@ def test_random_expression_is_reproducible_and_deep():
     nodes = topological_order(a)
     assert len(nodes) > 100
     assert {node._op for node in nodes} >= {"+", "-", "*", "tanh", "sigmoid", "relu"}
+
+
+def test_conv_shapes_cover_strides_paddings_and_kernels():
+    """Strides 1 and 2, paddings 0-2, kernels 3 and 5, 3-channel input, batches 8-16."""
+    shapes = bench.CONV_SHAPES
+    assert {s.stride for s in shapes} == {1, 2} and {s.padding for s in shapes} == {0, 1, 2}
+    assert {s.w[2] for s in shapes} == {3, 5}
+    assert any(s.x[1] == 3 and 8 <= s.x[0] <= 16 for s in shapes)
+    for s in shapes:
+        assert s.w[1] == s.x[1], s
 
 
 def test_time_interleaved_alternates_the_variants():
