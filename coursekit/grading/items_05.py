@@ -157,15 +157,15 @@ def dlogits(ctx: GradingContext, fn) -> None:
 
 # --------------------------------------------------------------------------- MLP backward
 _MLP_SHAPES = (
-    "Check the shapes on the way back: dz2 = (p - onehot(y)) / N is (N, C); dw2 = h.T @ dz2 is "
-    "(H, C); dh = dz2 @ w2.T is (N, H) (a missing transpose is the usual cause); "
-    "dz1 = dh * (z1 > 0); dw1 = x.T @ dz1 is (D, H); db = dz.sum(dim=0)."
+    "Check the shapes on the way back: dz2 = (p - onehot(y)) / N is (N, C); dw2 = a1.T @ dz2 is "
+    "(H, C); da1 = dz2 @ w2.T is (N, H) (a missing transpose is the usual cause); "
+    "dz1 = da1 * (z1 > 0); dw1 = x.T @ dz1 is (D, H); db = dz.sum(dim=0)."
 )
 
 
 def _mlp_loss(w1, b1, w2, b2, x, y):
-    h = torch.relu(x @ w1 + b1)
-    return torch_F.cross_entropy(h @ w2 + b2, y)
+    a1 = torch.relu(x @ w1 + b1)
+    return torch_F.cross_entropy(a1 @ w2 + b2, y)
 
 
 def _mlp_variants(params: dict, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict]:
@@ -173,17 +173,17 @@ def _mlp_variants(params: dict, x: torch.Tensor, y: torch.Tensor) -> dict[str, d
     w1, b1, w2, b2 = (params[k] for k in ("w1", "b1", "w2", "b2"))
     n = x.shape[0]
     z1 = x @ w1 + b1
-    h = torch.relu(z1)
-    p = torch.softmax(h @ w2 + b2, dim=1)
+    a1 = torch.relu(z1)
+    p = torch.softmax(a1 @ w2 + b2, dim=1)
     dz2 = (p - _onehot(y, w2.shape[1])) / n
 
     def backward(dz2: torch.Tensor, mask: torch.Tensor, back: torch.Tensor) -> dict:
         dz1 = (dz2 @ back) * mask
-        return {"w1": x.T @ dz1, "b1": dz1.sum(0), "w2": h.T @ dz2, "b2": dz2.sum(0)}
+        return {"w1": x.T @ dz1, "b1": dz1.sum(0), "w2": a1.T @ dz2, "b2": dz2.sum(0)}
 
     variants = {
         "no relu derivative": backward(dz2, torch.ones_like(z1), w2.T),
-        "h instead of mask": backward(dz2, h, w2.T),
+        "a1 instead of mask": backward(dz2, a1, w2.T),
     }
     if w2.shape[0] == w2.shape[1]:  # only then does dz2 @ w2 (no transpose) run at all
         variants["w2 not transposed"] = backward(dz2, (z1 > 0).to(z1.dtype), w2)
@@ -228,13 +228,13 @@ def mlp_backward(ctx: GradingContext, fn) -> None:
             variants = _mlp_variants(params, x, y)
             relu_hint = (
                 "The ReLU derivative is missing: on the way back through the hidden "
-                "layer multiply by (z1 > 0), dz1 = dh * (z1 > 0), z1 = x @ w1 + b1."
+                "layer multiply by (z1 > 0), dz1 = da1 * (z1 > 0), z1 = x @ w1 + b1."
             )
-            mask_hint = "Multiply dh by the ReLU's derivative (z1 > 0), not by relu(z1) itself."
+            mask_hint = "Multiply da1 by the ReLU's derivative (z1 > 0), not by relu(z1) itself."
             mistakes = {
                 k: [
                     Mistake(variants["no relu derivative"][k], relu_hint),
-                    Mistake(variants["h instead of mask"][k], mask_hint),
+                    Mistake(variants["a1 instead of mask"][k], mask_hint),
                 ]
                 for k in ("w1", "b1")
             }
@@ -252,7 +252,7 @@ def mlp_backward(ctx: GradingContext, fn) -> None:
                         Mistake(
                             variants["w2 not transposed"][k],
                             "A transpose is missing on the way back to the hidden layer: "
-                            "dh = dz2 @ w2.T.",
+                            "da1 = dz2 @ w2.T.",
                         )
                     )
             ctx.compare(
