@@ -939,25 +939,28 @@ def to_torch(
     parameters = list(signature.parameters)
     chosen = None if differentiable is None else [parameters.index(n) for n in differentiable]
 
-    class TorchFunction(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, kwargs: dict[str, Any], *args: Any) -> torch.Tensor:
-            out, cache = forward(*args, **kwargs)
-            tensors: list[torch.Tensor] = []
-            ctx.structure = _flatten(cache, tensors)
-            ctx.save_for_backward(*tensors)
-            ctx.positions = chosen if chosen is not None else _float_positions(args)
-            ctx.n_args = len(args)
-            return out
+    def forward_(ctx: Any, kwargs: dict[str, Any], *args: Any) -> torch.Tensor:
+        out, cache = forward(*args, **kwargs)
+        tensors: list[torch.Tensor] = []
+        ctx.structure = _flatten(cache, tensors)
+        ctx.save_for_backward(*tensors)
+        ctx.positions = chosen if chosen is not None else _float_positions(args)
+        ctx.n_args = len(args)
+        return out
 
-        @staticmethod
-        @once_differentiable
-        def backward(ctx: Any, grad: torch.Tensor) -> tuple:
-            cache = _unflatten(ctx.structure, ctx.saved_tensors)
-            grads = backward(grad, cache)
-            return (None, *_spread(grads, ctx.positions, ctx.n_args, op_name))
+    @once_differentiable
+    def backward_(ctx: Any, grad: torch.Tensor) -> tuple:
+        cache = _unflatten(ctx.structure, ctx.saved_tensors)
+        grads = backward(grad, cache)
+        return (None, *_spread(grads, ctx.positions, ctx.n_args, op_name))  # None: kwargs
 
-    TorchFunction.__name__ = TorchFunction.__qualname__ = _camel(op_name) + "Function"
+    # type() rather than a class statement, so that torch names its node after the op
+    # (e.g. LinearFunctionBackward): torch builds that name when the class is created.
+    TorchFunction = type(
+        _camel(op_name) + "Function",
+        (torch.autograd.Function,),
+        {"forward": staticmethod(forward_), "backward": staticmethod(backward_)},
+    )
 
     def op(*args: Any, **kwargs: Any) -> torch.Tensor:
         bound = signature.bind(*args, **kwargs)
