@@ -1,7 +1,14 @@
-"""Picking where tensors live: CUDA if present, then Apple's MPS, then the CPU."""
+"""Picking where tensors live: CUDA if present, then Apple's MPS, then the CPU.
+
+A lesson picks its device once, ``device = default_device()``, builds its models
+and data there and trains there. Random numbers drawn *on* that device while
+training (dropout masks, the shuffled order of ``fit``) come from a generator on
+the same device: ``seeded_generator(seed, device)``.
+"""
 
 from __future__ import annotations
 
+import numbers
 import os
 import platform
 
@@ -46,3 +53,19 @@ def set_threads(n: int | None = None) -> int:
     n = max(1, int(n or 1))
     torch.set_num_threads(n)
     return n
+
+
+def seeded_generator(seed: int, device: torch.device | str | None = None) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` (default: the CPU), seeded with ``seed``.
+
+    A generator draws on its own device, and torch refuses to fill a CUDA tensor
+    from a CPU generator: dropout masks for a model on the GPU need a CUDA
+    generator (``nn.Dropout`` raises otherwise). On the CPU this draws exactly what
+    ``torch.Generator().manual_seed(seed)`` draws. Other devices use other
+    algorithms (CUDA: Philox, the CPU: Mersenne Twister), so the same seed gives a
+    reproducible stream on each device, but not the same numbers on every device.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return torch.Generator(device=device).manual_seed(int(seed))

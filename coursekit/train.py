@@ -13,6 +13,13 @@ One epoch of ``fit`` is the loop every lesson writes by hand::
 
 followed by an evaluation on the validation set. No autograd is involved: the
 gradients are the hand-written backward passes of ``coursekit.nn``.
+
+Where training runs: on the device of the model's parameters, or on
+``fit(..., device=...)``, which moves the model there first. Data is copied to
+that device. What would silently run somewhere else raises instead: data on a
+GPU with the model on the CPU, parameters spread over several devices, an
+optimizer holding parameters elsewhere, a dropout generator on another device.
+The progress bar and ``History.device`` say where training ran.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ class History:
     grad_norms maps each parameter name to the mean L2 norm of its gradient
     (before clipping) over the epoch's batches, when ``track_grad_norms``.
     lr is the optimizer's learning rate during each epoch; seconds the epoch's wall time.
+    device is where the training ran, e.g. ``'cpu'`` or ``'cuda:0'``.
     Epoch numbers count from 1: ``val_loss[best_epoch - 1]`` is the best val loss.
     """
 
@@ -77,6 +85,7 @@ class History:
     grad_norms: dict[str, list[float]] = field(default_factory=dict)
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    device: str | None = None
     best_epoch: int | None = None
     stopped_early: bool = False
     diverged: bool = False
@@ -97,6 +106,7 @@ class History:
             "grad_norms": {name: list(v) for name, v in self.grad_norms.items()},
             "lr": list(self.lr),
             "seconds": list(self.seconds),
+            "device": self.device,
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
             "diverged": self.diverged,
@@ -104,6 +114,8 @@ class History:
 
     def __repr__(self) -> str:
         parts = [f"epochs={self.epochs}"]
+        if self.device is not None:
+            parts.append(f"device={self.device!r}")
         for name in ("train_loss", "train_acc", "val_loss", "val_acc"):
             values = getattr(self, name)
             if values:
@@ -148,10 +160,73 @@ def _named_parameters(model: Any) -> list[tuple[str, Any]]:
 
 
 def _model_device_dtype(model: Any) -> tuple[torch.device | None, torch.dtype | None]:
-    params = _parameters(model)
-    if not params:
+    """The device and dtype of the model's parameters (None, None without parameters).
+
+    Parameters on more than one device raise: no device would be "the model's".
+    """
+    named = _named_parameters(model)
+    if not named:
         return None, None
-    return params[0].data.device, params[0].data.dtype
+    devices = {p.data.device for _, p in named}
+    if len(devices) > 1:
+        where = ", ".join(f"{name} on {p.data.device}" for name, p in named)
+        raise ValueError(
+            f"the model's parameters are on {len(devices)} devices ({where}); "
+            "put them on one with model.to(device), or pass fit(..., device=...)"
+        )
+    return named[0][1].data.device, named[0][1].data.dtype
+
+
+def _on(device: torch.device | str) -> torch.device:
+    """The device a tensor created on ``device`` gets (``'cuda'`` -> ``cuda:0``)."""
+    return torch.empty(0, device=device).device
+
+
+def _check_data_device(name: str, t: torch.Tensor, device: torch.device | None) -> None:
+    """Data on an accelerator while the model is elsewhere: a silent slow path, so raise.
+
+    CPU data is fine: it is copied to the model's device, as every data loader does.
+    """
+    if device is not None and t.device.type != "cpu" and t.device != device:
+        raise ValueError(
+            f"{name} is on {t.device} but the model is on {device}: training would run on "
+            f"{device}. Build the model on the data's device (nn.Linear(..., device=device)), "
+            "move it with model.to(device), or pass fit(..., device=...)"
+        )
+
+
+def _check_generators(model: Any, device: torch.device) -> None:
+    """A generator inside the model (dropout masks) must draw on the training device."""
+    if not hasattr(model, "named_modules"):
+        return
+    for prefix, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if isinstance(value, torch.Generator) and value.device.type != device.type:
+                where = f"{prefix}.{attr}" if prefix else attr
+                raise ValueError(
+                    f"{type(module).__name__} {where} is a generator on {value.device} but "
+                    f"training runs on {device}; create it with "
+                    f"coursekit.device.seeded_generator(seed, device)"
+                )
+
+
+def _move_optimizer_state(optimizer: Any, device: torch.device) -> None:
+    """Momentum buffers and moments follow the parameters to ``device``."""
+    for state in getattr(optimizer, "state", None) or []:
+        if isinstance(state, dict):
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    state[key] = value.to(device)
+
+
+def _check_optimizer_device(optimizer: Any, device: torch.device) -> None:
+    for i, p in enumerate(getattr(optimizer, "params", None) or []):
+        data = getattr(p, "data", None)
+        if isinstance(data, torch.Tensor) and data.device != device:
+            raise ValueError(
+                f"optimizer.params[{i}] is on {data.device} but training runs on {device}: "
+                "build the optimizer from model.parameters() of the model being trained"
+            )
 
 
 def _check_pair(name: str, pair: object) -> Pair:
@@ -225,10 +300,13 @@ def evaluate(
     """Mean loss and accuracy over (X, y), in eval mode; gradients are not touched.
 
     Returns (loss, acc); acc is None unless y holds int64 class ids. The model's
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. It runs on the model's device: CPU data
+    is copied there, data on another accelerator raises ValueError.
     """
     X, y = _check_pair("(X, y)", (X, y))
     device, dtype = _model_device_dtype(model)
+    _check_data_device("X", X, device)
+    _check_data_device("y", y, device)
     X, y = _to(X, device, dtype), _to(y, device, dtype)
     was_training = getattr(model, "training", True)
     model.eval()
@@ -277,10 +355,20 @@ def fit(
     clip         max global gradient norm (optim.clip_grad_norm_), or None
     early_stopping  patience (int) or EarlyStopping(patience, min_delta, restore_best);
                  monitors the validation loss, so needs ``val``
-    progress     a progress bar (tqdm: a widget in Jupyter, text in a terminal)
-    device       where to train; default the device of the model's first parameter.
-                 The model is moved there if needed, the data always is.
-    generator    torch.Generator for the shuffling (reproducible order)
+    progress     a progress bar (tqdm: a widget in Jupyter, text in a terminal), showing
+                 the device: "fit on cuda:0"
+    device       where to train. None (default): where the model's parameters are.
+                 Given: the model is moved there in place (``model.to(device)``, its
+                 optimizer's state with it), so it stays there after fit.
+                 The data is copied to the training device (the caller's tensors are
+                 untouched) and floating data takes the model's dtype. Raises
+                 ValueError instead of mixing devices silently: parameters on several
+                 devices, data on a GPU while the model is elsewhere (with device=None),
+                 an optimizer holding parameters on another device, or a generator
+                 inside the model (nn.Dropout) on another device type.
+    generator    torch.Generator for the shuffling (reproducible order), on any device:
+                 the order is drawn on the generator's device
+                 (``coursekit.device.seeded_generator(seed, device)``)
     track_grad_norms  record each parameter's gradient norm per epoch
     scheduler    anything with .step(), called once after every epoch (optim.StepLR, ...)
     """
@@ -307,26 +395,47 @@ def fit(
 
     _avoid_oversubscription()
     params = _parameters(model)
-    model_device, dtype = _model_device_dtype(model)
     if device is not None:
-        device = torch.device(device)
-        if model_device is not None and model_device != device:
+        device = _on(device)
+        elsewhere = {p.data.device for p in params} - {device}
+        if elsewhere:
+            if not callable(getattr(model, "to", None)):
+                raise TypeError(
+                    f"fit(device={device}): the model has parameters on "
+                    f"{', '.join(map(str, elsewhere))} and no .to() to move them; "
+                    "build it on the device you train on"
+                )
             model.to(device)
-    else:
-        device = model_device
+            _move_optimizer_state(optimizer, device)
+    model_device, dtype = _model_device_dtype(model)
+    if device is None:
+        device = model_device if model_device is not None else X.device
+        data = {"train X": X, "train y": y}
+        if val is not None:
+            data.update({"val X": X_val, "val y": y_val})
+        for name, t in data.items():
+            _check_data_device(name, t, device)
+    _check_optimizer_device(optimizer, device)
+    _check_generators(model, device)
     X, y = _to(X, device, dtype), _to(y, device, dtype)
     if val is not None:
         X_val, y_val = _to(X_val, device, dtype), _to(y_val, device, dtype)
     classification = _is_classification(y)
     named = _named_parameters(model) if track_grad_norms else []
 
-    history = History()
+    history = History(device=str(X.device))
     if track_grad_norms:
         history.grad_norms = {name: [] for name, _ in named}
     best_loss, best_state, epochs_without_improvement = math.inf, None, 0
     keep_best = early_stopping is not None and early_stopping.restore_best
 
-    bar = tqdm(range(1, epochs + 1), desc="fit", unit="epoch", disable=not progress, leave=True)
+    bar = tqdm(
+        range(1, epochs + 1),
+        desc=f"fit on {history.device}",
+        unit="epoch",
+        disable=not progress,
+        leave=True,
+    )
     with torch.no_grad():
         for epoch in bar:
             start = time.perf_counter()

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from coursekit import data, nn, optim, train
+from coursekit.device import seeded_generator
 
 
 def _mlp(d_in: int, hidden: int, d_out: int, seed: int = 0, dtype=torch.float32) -> nn.Sequential:
@@ -127,10 +128,12 @@ def test_fit_learns_moons_and_records_history(moons):
     assert history.lr == [0.05] * 30
     text = repr(history)
     assert "epochs=30" in text and f"val_acc={history.val_acc[-1]:.4f}" in text
+    assert history.device == "cpu" and "device='cpu'" in text
     as_dict = json.loads(json.dumps(history.as_dict()))
     assert (
         as_dict["train_loss"] == history.train_loss and as_dict["best_epoch"] == history.best_epoch
     )
+    assert as_dict["device"] == "cpu"
     # the reported validation numbers are those of the final model
     loss, acc = train.evaluate(model, nn.SoftmaxCrossEntropyLoss(), *val_pair)
     assert loss == pytest.approx(history.val_loss[-1]) and acc == history.val_acc[-1]
@@ -341,6 +344,7 @@ def test_fit_progress_bar(moons, capsys):
     _fit(_mlp(2, 8, 2), train_pair, val_pair, epochs=2, progress=True)
     shown = capsys.readouterr().err
     assert "2/2" in shown and "val_acc=" in shown and "loss=" in shown
+    assert "fit on cpu" in shown  # where it trains
 
 
 def test_fit_limits_threads_to_the_cores(moons, monkeypatch):
@@ -411,6 +415,166 @@ def test_fit_on_cuda_moves_model_and_data():
     assert history2.epochs == 1
     loss, acc = train.evaluate(model, nn.SoftmaxCrossEntropyLoss(), X, y)  # CPU data moved
     assert acc > 0.9 and math.isfinite(loss)
+
+
+# ----------------------------------------------------------------------------
+# devices: where fit trains, and what it refuses to mix
+# ----------------------------------------------------------------------------
+
+
+class _Where(nn.Module):
+    """The identity, recording the device of every batch and every gradient that passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.devices: set[torch.device] = set()
+
+    def forward(self, x):
+        self.devices.add(x.device)
+        return x
+
+    def backward(self, dout, input_grad=True):
+        self.devices.add(dout.device)
+        return dout if input_grad else None
+
+
+def _dropout_mlp(device, seed=0):
+    g = torch.Generator().manual_seed(seed)  # weights drawn on the CPU, copied to the device
+    where = _Where()
+    model = nn.Sequential(
+        where,
+        nn.Linear(2, 32, generator=g, device=device),
+        nn.ReLU(),
+        nn.Dropout(0.3, generator=seeded_generator(seed, device)),  # masks drawn on the device
+        nn.Linear(32, 2, generator=g, device=device),
+    )
+    return model, where
+
+
+def _fit_with_dropout_on(device, moons_pair):
+    """Two identical runs on ``device``; everything must happen there, reproducibly."""
+    target = torch.empty(0, device=device).device  # 'cuda' -> cuda:0
+    histories = []
+    for _ in range(2):
+        model, where = _dropout_mlp(device)
+        history = train.fit(
+            model,
+            nn.SoftmaxCrossEntropyLoss(),
+            optim.Adam(model.parameters(), lr=0.05),
+            *moons_pair,  # CPU tensors: fit copies them to the model's device
+            epochs=3,
+            progress=False,
+            generator=seeded_generator(0, device),
+            device=device,
+        )
+        assert history.device == str(target) and history.as_dict()["device"] == str(target)
+        assert where.devices == {target}  # every batch and every gradient was there
+        for p in model.parameters():
+            assert p.data.device == target and p.grad.device == target
+        histories.append(history)
+    assert histories[0].train_loss == histories[1].train_loss  # same masks, same order
+    assert histories[0].val_acc[-1] > 0.8
+    return histories[0]
+
+
+def test_fit_on_the_cpu_with_a_device_generator_for_dropout(moons):
+    history = _fit_with_dropout_on("cpu", moons)
+    assert history.device == "cpu"
+
+
+def test_fit_refuses_data_on_an_accelerator_when_the_model_is_elsewhere(moons):
+    """Data on another device than the model would silently train on the model's device.
+
+    The meta device stands in for a GPU: nothing is computed before the check raises.
+    """
+    (X, y), (X_val, y_val) = moons
+    model = _mlp(2, 8, 2)
+    with pytest.raises(ValueError, match=r"train X is on meta but the model is on cpu"):
+        _fit(model, (X.to("meta"), y))
+    with pytest.raises(ValueError, match=r"val y is on meta"):
+        _fit(model, (X, y), (X_val, y_val.to("meta")))
+    with pytest.raises(ValueError, match=r"X is on meta"):
+        train.evaluate(model, nn.SoftmaxCrossEntropyLoss(), X.to("meta"), y)
+
+
+def test_fit_refuses_parameters_on_several_devices(moons):
+    train_pair, _ = moons
+    model = _mlp(2, 8, 2)
+    model[2].bias.data = model[2].bias.data.to("meta")
+    with pytest.raises(ValueError, match=r"2 devices .*2\.bias on meta"):
+        _fit(model, train_pair)
+
+
+def test_fit_refuses_an_optimizer_over_parameters_elsewhere(moons):
+    train_pair, _ = moons
+    model = _mlp(2, 8, 2)
+    stray = nn.Parameter(torch.zeros(3, device="meta"))
+    with pytest.raises(ValueError, match=r"optimizer.params\[4\] is on meta"):
+        train.fit(
+            model,
+            nn.SoftmaxCrossEntropyLoss(),
+            optim.SGD([*model.parameters(), stray], lr=0.1),
+            train_pair,
+            progress=False,
+        )
+
+
+class _GeneratorElsewhere(torch.Generator):
+    """A generator that reports another device, as a CUDA generator would."""
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda")
+
+
+def test_fit_refuses_a_dropout_generator_on_another_device(moons):
+    train_pair, _ = moons
+    model = nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.5, generator=_GeneratorElsewhere()))
+    with pytest.raises(
+        ValueError, match=r"Dropout 1\.generator is a generator on cuda.*seeded_generator"
+    ):
+        _fit(model, train_pair)
+
+
+def _cuda() -> torch.device:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    return torch.device("cuda")
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda_with_a_device_generator_for_dropout(moons):
+    _cuda()
+    history = _fit_with_dropout_on("cuda", moons)
+    assert history.device.startswith("cuda")
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda_refuses_mixed_devices(moons):
+    cuda = _cuda()
+    (X, y), _ = moons
+    with pytest.raises(ValueError, match="the model is on cpu"):
+        _fit(_mlp(2, 8, 2), (X.to(cuda), y.to(cuda)))  # a CPU model, GPU data
+    model, _ = _dropout_mlp("cpu")
+    with pytest.raises(ValueError, match="seeded_generator"):  # moved, but its masks are CPU's
+        _fit(model, (X, y), device=cuda)
+
+
+@pytest.mark.gpu
+def test_fit_device_moves_the_model_and_its_optimizer_state(moons):
+    cuda = _cuda()
+    train_pair, val_pair = moons
+    model = _mlp(2, 16, 2)
+    adam = optim.Adam(model.parameters(), lr=0.05)
+    loss_fn = nn.SoftmaxCrossEntropyLoss()
+    train.fit(model, loss_fn, adam, train_pair, epochs=1, progress=False)  # state on the CPU
+    history = train.fit(
+        model, loss_fn, adam, train_pair, val_pair, epochs=3, progress=False, device="cuda"
+    )
+    assert history.device == str(torch.empty(0, device=cuda).device)
+    assert all(p.data.is_cuda for p in model.parameters())  # it stays there after fit
+    assert all(v.is_cuda for s in adam.state for v in s.values() if isinstance(v, torch.Tensor))
+    assert history.val_acc[-1] > 0.8
 
 
 # ----------------------------------------------------------------------------
