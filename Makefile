@@ -95,5 +95,24 @@ outputs: $(DEV_STAMP)
 bench: $(BASE_STAMP)
 	$(PY) -m coursekit.bench
 
+# One command for a GPU machine: the gpu tests, the benchmark on cuda, every notebook on
+# CUDA, a data-parallel step; a report in $(OUT) (see BENCHMARKS.md). Needs only a Python
+# with torch (CUDA build): the rest is installed from the wheels in $(WHEELS), never torch.
+# Without CUDA it says so and runs the rest on the CPU. GPU_ARGS=--quick: a short run.
+OUT      ?= .gpu-check
+WHEELS   ?= .whl
+GPU_ARGS ?=
+GPU_PY   := $(if $(wildcard $(PY)),$(PY),python3)
+.PHONY: gpu gpu-wheels
+gpu:
+	$(GPU_PY) tools/gpu_check.py --out $(OUT) --wheels $(WHEELS) $(GPU_ARGS)
+
+# The wheels of tools/gpu-requirements.txt for CPython 3.12 on x86_64 Linux, into $(WHEELS).
+gpu-wheels:
+	$(GPU_PY) -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--platform manylinux1_x86_64 -d $(WHEELS) -r tools/gpu-requirements.txt
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
