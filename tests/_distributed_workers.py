@@ -1,0 +1,49 @@
+"""Worker functions for tests/test_distributed.py: importable, so spawned processes find them."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def rank_and_sum(rank: int, world_size: int, offset: float) -> tuple[int, int, float]:
+    t = torch.tensor([rank + offset])
+    dist.all_reduce(t)
+    return rank, world_size, t.item()
+
+
+def raise_on_rank_one(rank: int, world_size: int) -> int:
+    if rank == 1:
+        raise ValueError("worker 1 failed on purpose")
+    dist.barrier()  # rank 0 waits for rank 1, which never comes: launch must not hang
+    return rank
+
+
+def exit_hard(rank: int, world_size: int) -> int:
+    if rank == 0:
+        os._exit(3)
+    return rank
+
+
+def collective_on_rank_zero_only(rank: int, world_size: int) -> int:
+    if rank == 0:
+        dist.all_reduce(torch.zeros(1))
+    return rank
+
+
+def average_random_grads(rank: int, world_size: int) -> list[torch.Tensor]:
+    """Each rank's own random gradients, then their average, for coursekit Parameters."""
+    from coursekit.distributed import all_reduce_gradients
+    from coursekit.nn import Parameter
+
+    g = torch.Generator().manual_seed(100 + rank)
+    params = [Parameter(torch.zeros(3, 4, dtype=torch.float64)), Parameter(torch.zeros(5))]
+    params[0].grad = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    params[1].grad = torch.randn(5, generator=g)
+    extra = Parameter(torch.zeros(2))  # no gradient on this rank: counts as zeros
+    if rank == 0:
+        extra.grad = torch.ones(2)
+    all_reduce_gradients([*params, extra])
+    return [p.grad for p in [*params, extra]]
