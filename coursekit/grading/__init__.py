@@ -40,6 +40,7 @@ from coursekit.grading import (  # noqa: F401
     items_08,
     items_09,
     items_10,
+    items_11,
 )
 from coursekit.grading.check import check
 from coursekit.grading.hints import Mistake
