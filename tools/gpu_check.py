@@ -347,15 +347,17 @@ def part_data_parallel(runner: Runner, cuda: bool, gpus: int, timeout: float) ->
             "" if lesson_12 else " (no lesson 12)"
         )
         return part
-    device = "cuda" if cuda else "cpu"
-    backends = ["gloo"] + (["nccl"] if cuda and gpus >= 2 else [])
+    # gloo on the CPU; gloo with CUDA tensors (two processes may share one GPU); NCCL needs
+    # a GPU per process.
+    runs = [("cpu", "gloo")] + ([("cuda", "gloo")] if cuda else [])
+    runs += [("cuda", "nccl")] if cuda and gpus >= 2 else []
     start = time.perf_counter()
     results = []
     failed = False
-    for backend in backends:
+    for device, backend in runs:
         code, out = runner.run(
             [sys.executable, "-m", "tools.gpu_check", "--data-parallel", device, backend],
-            timeout / len(backends),
+            timeout / len(runs),
         )
         last = out.strip().splitlines()[-1] if out.strip() else ""
         results.append(f"{backend} on {device}: {last if code == 0 else f'failed ({last[:200]})'}")
