@@ -22,7 +22,7 @@ BASE_STAMP := $(VENV)/.stamp-base
 DEV_STAMP  := $(VENV)/.stamp-dev
 NBVAL := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test install install-dev lint format unit notebooks browser colab chromium exercises badges outputs bench clean
+.PHONY: lab test install install-dev lint format unit notebooks browser colab nbgrader chromium exercises badges outputs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,7 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 
 unit: $(DEV_STAMP)
-	$(BIN)/pytest tests --ignore=tests/browser --ignore=tests/colab -n $(JOBS) --durations=10 $(PYTEST_ARGS)
+	$(BIN)/pytest tests --ignore=tests/browser --ignore=tests/colab --ignore=tests/nbgrader -n $(JOBS) --durations=10 $(PYTEST_ARGS)
 
 # Lessons and solutions: outputs compared. Exercises: must run, outputs not compared.
 notebooks: $(DEV_STAMP)
@@ -72,6 +72,11 @@ browser: $(DEV_STAMP) chromium
 colab: $(DEV_STAMP)
 	$(BIN)/pytest tests/colab -v -n $(JOBS) --durations=5 $(PYTEST_ARGS)
 
+# nbgrader (installed in a throwaway venv) on solutions/: generate_assignment gives exercises/,
+# autograde agrees with coursekit's bulk grading. One venv for both tests: no -n.
+nbgrader: $(DEV_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/pytest tests/nbgrader -v --durations=5 $(PYTEST_ARGS)
+
 # Debian's Chromium for the browser tests (no browser download: Playwright drives this one).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || ( \
@@ -80,7 +85,7 @@ chromium:
 		{ $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null 2>&1; } || \
 		echo "WARNING: could not install chromium; the browser tests will be skipped" )
 
-test: lint unit notebooks colab browser
+test: lint unit notebooks colab nbgrader browser
 
 exercises: $(DEV_STAMP)
 	$(PY) tools/make_exercises.py $(ARGS)
