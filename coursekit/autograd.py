@@ -568,12 +568,7 @@ def from_pair(
     op_name = name or forward.__name__.removesuffix("_forward")
     signature = inspect.signature(forward)
     parameters = list(signature.parameters)
-    chosen = None
-    if differentiable is not None:
-        unknown = [n for n in differentiable if n not in parameters]
-        if unknown:
-            raise ValueError(f"{op_name}: {unknown} are not arguments of {forward.__name__}")
-        chosen = [parameters.index(n) for n in differentiable]
+    chosen = _positions_of(op_name, forward, parameters, differentiable)
 
     class PairFunction(Function):
         @staticmethod
@@ -601,6 +596,21 @@ def from_pair(
     )
     op.function = PairFunction  # type: ignore[attr-defined]
     return op
+
+
+def _positions_of(
+    op_name: str, forward: Callable, parameters: list[str], names: Sequence[str] | None
+) -> list[int] | None:
+    """The positions of the arguments named in ``differentiable`` (None: decide per call)."""
+    if names is None:
+        return None
+    unknown = [n for n in names if n not in parameters]
+    if unknown:
+        raise ValueError(
+            f"{op_name}: differentiable names {unknown}, which are not arguments of "
+            f"{forward.__name__}{tuple(parameters)}"
+        )
+    return [parameters.index(n) for n in names]
 
 
 def _camel(name: str) -> str:
@@ -937,7 +947,7 @@ def to_torch(
     op_name = name or forward.__name__.removesuffix("_forward")
     signature = inspect.signature(forward)
     parameters = list(signature.parameters)
-    chosen = None if differentiable is None else [parameters.index(n) for n in differentiable]
+    chosen = _positions_of(op_name, forward, parameters, differentiable)
 
     def forward_(ctx: Any, kwargs: dict[str, Any], *args: Any) -> torch.Tensor:
         out, cache = forward(*args, **kwargs)

@@ -730,3 +730,37 @@ def test_cnn_through_tensor_equals_nn_modules_step_for_step():
     for a, b in zip(ours, theirs, strict=True):
         assert (a - b).abs().max() < 1e-12
     assert math.isfinite(float(ours[0].sum()))
+
+
+# --------------------------------------------------------------------------- on a GPU
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["linear", "layernorm", "conv2d", "maxpool2d", "rnn"])
+def test_pair_ops_on_cuda_match_the_cpu(name):
+    ours, _, inputs, grad_of = PAIRS[name]
+    args = inputs()
+    grad_of = grad_of or [t.is_floating_point() for t in args]
+    results = []
+    for device in ("cpu", "cuda"):
+        mine = [Tensor(t.to(device), requires_grad=r) if r else t.to(device)
+                for t, r in zip(args, grad_of, strict=True)]  # fmt: skip
+        out = ours(*mine)
+        assert out.device.type == device
+        ((out * out).sum() + out.mean() * 2).backward()
+        results.append([out.data.cpu()] + [t.grad.cpu() for t in mine if isinstance(t, Tensor)])
+    for a, b in zip(*results, strict=True):
+        assert rel_error(a, b) < 1e-10
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_to_torch_gradcheck_on_cuda():
+    op = to_torch(*_pair("linear"))
+    args = [randn(4, 3).cuda(), randn(3, 2).cuda(), randn(2).cuda()]
+    assert torch.autograd.gradcheck(op, [t.requires_grad_(True) for t in args])
+
+
+def test_adapters_refuse_unknown_argument_names():
+    for adapter in (ag.from_pair, to_torch):
+        with pytest.raises(ValueError, match=r"\[.tgt.\].*mse_forward"):
+            adapter(F.mse_forward, F.mse_backward, differentiable=("tgt",))
