@@ -13,6 +13,9 @@ against ``torch.autograd``.  Modules, one idea each::
     coursekit.optim        SGD, RMSprop, Adam, gradient clipping
     coursekit.data         offline datasets and mini-batches
     coursekit.train        fit() and evaluate()
+    coursekit.checkpoint   bytes kept for backward, activation checkpointing
+    coursekit.amp          LossScaler: dynamic loss scaling for float16
+    coursekit.distributed  launch(), all_reduce_gradients(): data parallelism
     coursekit.viz          plots and widgets for the lessons
     coursekit.grading      check() for the graded exercises
     coursekit.device       default_device(), describe()
