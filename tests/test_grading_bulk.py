@@ -37,19 +37,38 @@ CORRECT = {
     return dx.sum(dim=dims, keepdim=True) if dims else dx""",
     "grad_shapes": """def grad_shapes(x_shape, w_shape):
     return tuple(x_shape), tuple(w_shape), (w_shape[1],)""",
+    "find_the_bug": """def matmul_backward(dout, cache):
+    x, w = cache
+    return dout @ w.T, x.T @ dout
+
+
+def scale_shift_backward(dout, cache):
+    x, gamma = cache
+    return dout * gamma, (dout * x).sum(dim=0), dout.sum(dim=0)
+
+
+def max_backward(dout, cache):
+    x, y = cache
+    return torch.where(x > y, dout, 0.0), torch.where(x > y, 0.0, dout)""",
 }
 ITEM_OF = {
     "linear_backward": "04.linear_backward",
     "broadcast_backward": "04.broadcast_backward",
     "grad_shapes": "04.grad_shapes",
+    "find_the_bug": "04.find_the_bug",
 }
+# The functions each check() call passes (one, except for the three repairs of 04.find_the_bug).
+CHECKED = {"find_the_bug": "matmul_backward, scale_shift_backward, max_backward"}
 
 
 def stub(name: str) -> str:
-    """The function as the generated exercise notebook has it."""
-    head = CORRECT[name].splitlines()[0]
-    body = f'    # YOUR CODE HERE\n    raise NotImplementedError("{name}: write your code here")'
-    return f"{head}\n{body}"
+    """The function(s) as the generated exercise notebook has them."""
+    stubs = []
+    for head in (line for line in CORRECT[name].splitlines() if line.startswith("def ")):
+        function = head[4 : head.index("(")]
+        message = f"{function}: write your code here"
+        stubs.append(f'{head}\n    # YOUR CODE HERE\n    raise NotImplementedError("{message}")')
+    return "\n\n\n".join(stubs)
 
 
 def notebook(*cells: str):
@@ -57,7 +76,7 @@ def notebook(*cells: str):
     return new_notebook(
         cells=[
             new_markdown_cell("# Lesson 04: exercises"),
-            new_code_cell("from coursekit.grading import check"),
+            new_code_cell("import torch\nfrom coursekit.grading import check"),
             *(new_code_cell(source) for source in cells),
         ],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
@@ -70,7 +89,7 @@ def exercise(functions: dict[str, str], skip_checks: tuple[str, ...] = ()):
     for name, source in functions.items():
         cells.append(source)
         if name not in skip_checks:
-            cells.append(f'check("{ITEM_OF[name]}", {name})')
+            cells.append(f'check("{ITEM_OF[name]}", {CHECKED.get(name, name)})')
     return notebook(*cells)
 
 
@@ -112,14 +131,15 @@ def test_scores_keep_the_best_check_and_name_what_is_missing():
         "04.linear_backward",
         "04.broadcast_backward",
         "04.grad_shapes",
+        "04.find_the_bug",
         "03.relu",
     ]
     assert s.items["04.linear_backward"].points == 3
     assert s.items["04.grad_shapes"].status == "not run"
-    assert (s.total, s.max_total) == (5, 8)
+    assert (s.total, s.max_total) == (5, 11)
     assert s.reason == (
         "crashed at cell 4: ZeroDivisionError: division by zero (+1 more); "
-        "check not run: 04.broadcast_backward, 04.grad_shapes"
+        "check not run: 04.broadcast_backward, 04.grad_shapes, 04.find_the_bug"
     )
 
 
@@ -138,8 +158,8 @@ def test_reports_as_table_json_and_csv(tmp_path):
     ]
     table = format_table(subs).splitlines()
     assert table[0].split()[:3] == ["submission", "linear_backward", "(3)"]
-    assert table[2].split()[:5] == ["04_a.ipynb", "3", "0", "1", "4/6"]
-    assert table[3].split()[:5] == ["04_b.ipynb", "0", "0", "0", "0/6"]
+    assert table[2].split()[:6] == ["04_a.ipynb", "3", "0", "1", "0", "4/9"]
+    assert table[3].split()[:6] == ["04_b.ipynb", "0", "0", "0", "0", "0/9"]
     write_json(subs, tmp_path / "g.json")
     data = json.loads((tmp_path / "g.json").read_text())
     assert data["submissions"][0]["items"]["04.linear_backward"]["points"] == 3
@@ -201,8 +221,13 @@ def test_bulk_never_writes_to_a_submission(graded):
 
 def test_bulk_all_correct(graded):
     s = graded["by_name"]["04_correct.ipynb"]
-    assert points(s) == {"04.linear_backward": 3, "04.broadcast_backward": 2, "04.grad_shapes": 1}
-    assert (s["total"], s["max_total"], s["reason"]) == (6, 6, "ok")
+    assert points(s) == {
+        "04.linear_backward": 3,
+        "04.broadcast_backward": 2,
+        "04.grad_shapes": 1,
+        "04.find_the_bug": 3,
+    }
+    assert (s["total"], s["max_total"], s["reason"]) == (9, 9, "ok")
 
 
 def test_bulk_all_stubs(graded):
@@ -213,7 +238,12 @@ def test_bulk_all_stubs(graded):
 
 def test_bulk_mixed(graded):
     s = graded["by_name"]["04_mixed.ipynb"]
-    assert points(s) == {"04.linear_backward": 3, "04.broadcast_backward": 0, "04.grad_shapes": 0}
+    assert points(s) == {
+        "04.linear_backward": 3,
+        "04.broadcast_backward": 0,
+        "04.grad_shapes": 0,
+        "04.find_the_bug": 3,
+    }
     assert "keep the size-1 dims" in s["items"]["04.broadcast_backward"]["feedback"]
     assert s["items"]["04.grad_shapes"]["feedback"] == "check not run"
     assert s["reason"] == "check not run: 04.grad_shapes"
@@ -221,13 +251,18 @@ def test_bulk_mixed(graded):
 
 def test_bulk_crashing_notebook_keeps_later_checks(graded):
     s = graded["by_name"]["04_crash.ipynb"]
-    assert s["total"] == 6
+    assert s["total"] == 9
     assert s["reason"] == "crashed at cell 3: ZeroDivisionError: division by zero"
 
 
 def test_bulk_hanging_notebook_is_stopped(graded):
     s = graded["by_name"]["04_hang.ipynb"]
-    assert points(s) == {"04.linear_backward": 3, "04.broadcast_backward": 0, "04.grad_shapes": 0}
+    assert points(s) == {
+        "04.linear_backward": 3,
+        "04.broadcast_backward": 0,
+        "04.grad_shapes": 0,
+        "04.find_the_bug": 0,
+    }
     assert s["reason"].startswith("timed out at cell 5 (limit 35 s)")
     assert "check not run: 04.broadcast_backward, 04.grad_shapes" in s["reason"]
 
@@ -237,7 +272,7 @@ def test_bulk_prints_a_table_and_writes_csv(graded):
     assert lines[0].split()[:2] == ["submission", "linear_backward"]
     assert len(lines) == 2 + 5
     correct = next(line for line in lines if "04_correct.ipynb" in line)
-    assert correct.split()[1:] == ["3", "2", "1", "6/6", "ok"]
+    assert correct.split()[1:] == ["3", "2", "1", "3", "9/9", "ok"]
     rows = {Path(r["submission"]).name: r for r in graded["csv"]}
     assert rows["04_mixed.ipynb"]["04.linear_backward"] == "3"
     assert rows["04_hang.ipynb"]["total"] == "3"
