@@ -152,26 +152,32 @@ def test_autograde_agrees_with_bulk_grading(course, tmp_path):
         "solved": ROOT / "solutions" / AUTOGRADED,
         "empty": ROOT / "exercises" / AUTOGRADED,
     }
+    copies = []
     for student, notebook in submissions.items():
         folder = root / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         shutil.copy(notebook, folder / AUTOGRADED)
-    run(["nbgrader", "autograde", ASSIGNMENT], cwd=root, env=env)
-    out = run([str(course["python"]), "-c", GRADES, ASSIGNMENT, stem, *submissions], cwd=root)
-    nbgrader = json.loads(out.stdout)
-
-    # coursekit's bulk grading of the same two notebooks.
-    copies = []
-    for student, notebook in submissions.items():
         copies.append(tmp_path / student / AUTOGRADED)
         copies[-1].parent.mkdir()
         shutil.copy(notebook, copies[-1])
+
+    # coursekit's bulk grading of the same two notebooks, alongside nbgrader's autograde.
     report = tmp_path / "grades.json"
-    run(
+    bulk_run = subprocess.Popen(
         [sys.executable, "-m", "coursekit.grading", *map(str, copies), "--json", str(report)]
-        + ["--jobs", "2", "--quiet"],
+        + ["--jobs", "1", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
+    try:
+        run(["nbgrader", "autograde", ASSIGNMENT], cwd=root, env=env)
+    finally:
+        bulk_log, _ = bulk_run.communicate(timeout=600)
+    assert bulk_run.returncode == 0, bulk_log[-3000:]
+    out = run([str(course["python"]), "-c", GRADES, ASSIGNMENT, stem, *submissions], cwd=root)
+    nbgrader = json.loads(out.stdout)
     bulk = {Path(s["name"]).parent.name: s for s in json.loads(report.read_text())["submissions"]}
 
     # Which test cell grades which item, from the solution's own metadata.
