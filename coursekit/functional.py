@@ -96,8 +96,8 @@ def relu_forward(x: Tensor) -> tuple[Tensor, Cache]:
     """Rectified linear unit: out = max(x, 0).
 
     Backward: f'(x) = 1 where x > 0 and 0 elsewhere (0 at x == 0, as in torch),
-    so dx = dout * (x > 0). Since out >= 0, sign(out) is exactly that 0/1 mask,
-    so out is the cache (and sign(out) * dout is faster than building a bool mask).
+    so dx = dout where x > 0 and 0 elsewhere. Since out > 0 exactly where x > 0,
+    out is the cache.
     """
     _check_float("relu_forward", "x", x)
     out = x.clamp_min(0)
@@ -105,10 +105,18 @@ def relu_forward(x: Tensor) -> tuple[Tensor, Cache]:
 
 
 def relu_backward(dout: Tensor, cache: Cache) -> Tensor:
-    """dx = dout where the input was positive, 0 elsewhere."""
+    """dx = dout where the input was positive, 0 elsewhere.
+
+    A select, not a product: where x <= 0, dx is exactly 0 even when dout is
+    inf or NaN (0 * inf would be NaN), as in torch. dout must have the forward
+    output's dtype, so dx keeps it: a float64 dout for a float32 forward pass is
+    an error rather than a silent rounding to float32.
+    """
+    op = "relu_backward"
     out = cache
-    _check_dout("relu_backward", dout, out.shape)
-    return out.sign().mul_(dout)  # sign(out) = 1 where x > 0, else 0; multiplied in place
+    _check_dout(op, dout, out.shape)
+    _check_dout_dtype(op, dout, out)
+    return torch.where(out > 0, dout, 0.0)  # out > 0 exactly where x > 0
 
 
 def sigmoid_forward(x: Tensor) -> tuple[Tensor, Cache]:
@@ -274,13 +282,18 @@ def softmax_cross_entropy_forward(logits: Tensor, y: Tensor) -> tuple[Tensor, Ca
 
 
 def softmax_cross_entropy_backward(dout: float | Tensor, cache: Cache) -> Tensor:
-    """dlogits = dout * (softmax(logits) - onehot(y)) / N."""
+    """dlogits = dout * (softmax(logits) - onehot(y)) / N, in the logits' dtype.
+
+    dout is the scalar upstream gradient: a number or a 0-dim tensor of any
+    float dtype, used as a scale (as mse_backward and torch do), so dlogits has
+    the logits' dtype and device.
+    """
     _check_scalar_dout("softmax_cross_entropy_backward", dout)
     log_p, y = cache
     n = log_p.shape[0]
-    dlogits = log_p.exp()  # p, a fresh tensor we are free to modify
-    dlogits[torch.arange(n, device=y.device), y] -= 1  # p - onehot(y)
-    return dlogits.mul_(dout / n)
+    p_minus_onehot = log_p.exp()  # p, a fresh tensor we are free to modify
+    p_minus_onehot[torch.arange(n, device=y.device), y] -= 1  # p - onehot(y)
+    return p_minus_onehot * (dout / n)  # a 0-dim dout does not change the dtype
 
 
 def _log_softmax(z: Tensor) -> Tensor:
@@ -371,8 +384,7 @@ def batchnorm_forward(
     _check_float(op, "x", x, ndim=2, layout="(N, D)")
     _check_feature_vector(op, "gamma", gamma, x)
     _check_feature_vector(op, "beta", beta, x)
-    _check_real(op, "momentum", momentum)
-    _check_real(op, "eps", eps)
+    _check_normalization_options(op, eps, momentum)
     for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
         if stat is not None:
             _check_feature_vector(op, name, stat, x)
@@ -429,7 +441,7 @@ def layernorm_forward(
         raise ValueError(f"{op}: x must have at least 1 dim (..., D), but has shape ()")
     _check_feature_vector(op, "gamma", gamma, x)
     _check_feature_vector(op, "beta", beta, x)
-    _check_real(op, "eps", eps)
+    _check_normalization_options(op, eps)
     var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
     inv_std = torch.rsqrt(var + eps)
     xhat = (x - mean) * inv_std
@@ -533,7 +545,11 @@ def maxpool2d_forward(
     when stride < kernel_size, and an input that is the maximum of several windows
     receives the sum of their gradients (scatter_add, never plain assignment).
     The forward pass records where each maximum sits (torch's max_pool2d returns it
-    as an index into the flattened H*W plane, and picks the same input as torch at a tie).
+    as an index into the flattened H*W plane).
+    Ties: when several entries of a window share its maximum, the whole dout goes
+    to one of them, the first in row-major order within the window (top row first,
+    left to right), as torch does; the others get 0. A mask `window == max` would
+    send dout to every tied entry and return k * dout for a k-way tie.
     """
     op = "maxpool2d_forward"
     _check_float(op, "x", x, ndim=4, layout="(N, C, H, W)")
@@ -780,6 +796,32 @@ def _check_dout(op: str, dout: Any, shape: tuple[int, ...] | torch.Size) -> None
             f"{op}: dout has shape {_shape(dout)} but the forward output has shape "
             f"{tuple(shape)}; expected the same shape"
         )
+
+
+def _check_dout_dtype(op: str, dout: Tensor, out: Tensor) -> None:
+    """dout has the forward output's dtype (so the gradient keeps it)."""
+    if dout.dtype != out.dtype:
+        raise TypeError(
+            f"{op}: dout has dtype {dout.dtype} but the forward output (shape {_shape(out)}) "
+            f"has dtype {out.dtype}; pass dout in the forward pass's dtype"
+        )
+
+
+def _check_normalization_options(op: str, eps: Any, momentum: Any = None) -> None:
+    """eps > 0 keeps sqrt(var + eps) away from 0; momentum is a weight in [0, 1]."""
+    _check_real(op, "eps", eps)
+    if not eps > 0:
+        raise ValueError(
+            f"{op}: eps must be > 0 (it keeps sqrt(var + eps) away from 0 for a constant "
+            f"feature); got {eps}"
+        )
+    if momentum is not None:
+        _check_real(op, "momentum", momentum)
+        if not 0 <= momentum <= 1:
+            raise ValueError(
+                f"{op}: momentum, the weight of the batch statistic in the running "
+                f"average, must be in [0, 1]; got {momentum}"
+            )
 
 
 def _check_scalar_dout(op: str, dout: Any) -> None:

@@ -711,3 +711,87 @@ def test_reference_helper_detects_a_wrong_gradient() -> None:
         )
     out, (grad,) = autograd_reference(torch.tanh, [torch.zeros(2)], 1.0, wrt=(0,))
     torch.testing.assert_close(grad, torch.ones(2, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------- issue-10 edge cases
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relu_backward_gives_0_for_inf_and_nan_dout_where_x_is_not_positive(
+    dtype: torch.dtype,
+) -> None:
+    x = torch.tensor([-2.0, 0.0, 3.0, -1.0, 0.5], dtype=dtype)
+    dout = torch.tensor([float("inf"), float("nan"), float("inf"), float("-inf"), 2.0], dtype=dtype)
+    _, cache = F.relu_forward(x)
+    leaf = x.clone().requires_grad_()
+    torch.relu(leaf).backward(dout)
+    dx = F.relu_backward(dout, cache)
+    torch.testing.assert_close(dx, leaf.grad, rtol=0, atol=0, equal_nan=True)
+    assert dx[:2].eq(0).all() and dx[3] == 0
+
+
+def test_relu_backward_rejects_a_dout_of_another_dtype() -> None:
+    _, cache = F.relu_forward(torch.randn(3, 2, dtype=torch.float32))
+    with pytest.raises(TypeError, match=r"relu_backward: dout .*float64.*float32"):
+        F.relu_backward(torch.ones(3, 2, dtype=torch.float64), cache)
+    dx = F.relu_backward(torch.ones(3, 2, dtype=torch.float32), cache)
+    assert dx.dtype == torch.float32
+
+
+def test_relu_backward_leaves_dout_unchanged() -> None:
+    _, cache = F.relu_forward(torch.tensor([-1.0, 2.0]))
+    dout = torch.tensor([5.0, 7.0])
+    F.relu_backward(dout, cache)
+    assert dout.tolist() == [5.0, 7.0]
+
+
+def test_softmax_cross_entropy_backward_keeps_the_logits_dtype() -> None:
+    logits64, y = make_inputs([(5, 4), Ints(4, (5,))], "cpu", torch.float64)
+    logits32 = logits64.to(torch.float32)
+    _, cache32 = F.softmax_cross_entropy_forward(logits32, y)
+    _, cache64 = F.softmax_cross_entropy_forward(logits64, y)
+    dout = torch.tensor(0.3, dtype=torch.float64)
+    d32 = F.softmax_cross_entropy_backward(dout, cache32)
+    assert d32.dtype == torch.float32
+    expected = F.softmax_cross_entropy_backward(dout, cache64)
+    torch.testing.assert_close(d32, expected.to(torch.float32), rtol=1e-6, atol=1e-7)
+    assert dout.item() == 0.3  # the upstream gradient is not modified
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-5, float("nan")])
+def test_normalization_requires_a_positive_eps(eps: float) -> None:
+    x = torch.ones(4, 3, dtype=torch.float64)  # constant features: var = 0
+    d = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"batchnorm_forward: eps must be > 0"):
+        F.batchnorm_forward(x, d, d, None, None, eps=eps)
+    with pytest.raises(ValueError, match=r"layernorm_forward: eps must be > 0"):
+        F.layernorm_forward(x, d, d, eps=eps)
+
+
+@pytest.mark.parametrize("momentum", [-0.1, 1.5, float("nan")])
+def test_batchnorm_requires_momentum_in_0_1(momentum: float) -> None:
+    x = torch.randn(4, 3, dtype=torch.float64)
+    d = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"batchnorm_forward: momentum.* \[0, 1\]"):
+        F.batchnorm_forward(x, d, d, d.clone(), d.clone(), momentum=momentum)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 1.0])
+def test_batchnorm_accepts_momentum_at_the_ends(momentum: float) -> None:
+    x = torch.randn(4, 3, dtype=torch.float64)
+    d = torch.ones(3, dtype=torch.float64)
+    running_mean = torch.zeros(3, dtype=torch.float64)
+    F.batchnorm_forward(x, d, d, running_mean, d.clone(), momentum=momentum)
+    expected = x.mean(0) if momentum == 1.0 else torch.zeros(3, dtype=torch.float64)
+    torch.testing.assert_close(running_mean, expected)
+
+
+def test_maxpool_tie_goes_to_the_first_maximum_in_row_major_order() -> None:
+    x = torch.tensor([[[[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]]]], dtype=torch.float64)
+    out, cache = F.maxpool2d_forward(x, 2)
+    dx = F.maxpool2d_backward(torch.ones_like(out), cache)
+    # window 1: 1s at (0, 1), (1, 0), (1, 1) -> (0, 1); window 2: a 1 at (0, 2) only
+    expected = torch.tensor([[[[0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]], dtype=torch.float64)
+    torch.testing.assert_close(dx, expected, rtol=0, atol=0)
+    zeros = torch.zeros(1, 1, 2, 2, dtype=torch.float64)  # an all-zero window, as after a ReLU
+    out, cache = F.maxpool2d_forward(zeros, 2)
+    dx = F.maxpool2d_backward(torch.full_like(out, 3.0), cache)
+    assert dx.sum().item() == 3.0 and dx[0, 0, 0, 0].item() == 3.0
