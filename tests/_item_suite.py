@@ -12,7 +12,13 @@ import torch
 
 from coursekit.grading import check, items
 from coursekit.grading.context import grade
+from coursekit.grading.isolation import LocalSession
 from coursekit.grading.registry import get_item
+
+
+def calls_coursekit(fn: Callable) -> bool:
+    """A test solution that wraps coursekit's own implementation (its name says so)."""
+    return "coursekit" in getattr(fn, "__name__", "")
 
 
 def assert_items_listed(lesson: str, expected: dict[str, int]) -> None:
@@ -22,8 +28,12 @@ def assert_items_listed(lesson: str, expected: dict[str, int]) -> None:
 
 
 def assert_full_marks(name: str, solutions: Iterable[Callable], points: int) -> None:
+    """Full marks in check(); a solution wrapping coursekit's own implementation scores zero."""
     for fn in solutions:
         result = check(name, fn)
+        if calls_coursekit(fn):
+            assert result.status == "uses coursekit" and result.points == 0, str(result)
+            continue
         assert result.passed, str(result)
         assert result.points == result.max_points == points
 
@@ -34,7 +44,10 @@ def assert_passes_on_seeds(name: str, solutions: Iterable[Callable], seeds: int)
     try:
         for seed in range(seeds):
             for fn in solutions:
-                outcome = grade(it, (fn,), seed)
+                # coursekit's implementations are checked against the references too, with
+                # the library allowed (an exercise may not call them: see assert_full_marks)
+                session = LocalSession((fn,), it.hand_written, library=())
+                outcome = grade(it, None, seed, session=session)
                 assert outcome.status == "passed", f"seed {seed}: {outcome.feedback}"
     finally:
         torch.set_num_threads(threads)

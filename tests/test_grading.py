@@ -15,6 +15,7 @@ from coursekit.grading import Mistake, Result, check, item, items
 from coursekit.grading import registry as registry_module
 from coursekit.grading.context import grade
 from coursekit.grading.hints import generic_value_hint, is_close, relative_error
+from coursekit.grading.isolation import LocalSession
 from coursekit.grading.registry import get_item
 from tests.grading_fixtures import correct as ok
 from tests.grading_fixtures.correct import SOLUTIONS
@@ -47,13 +48,13 @@ ITEMS = {
 
 # ---------------------------------------------------------------------------- the item list
 def test_items_lists_every_item_with_its_points():
-    from tests.test_grading_06 import ITEMS_06
-    from tests.test_grading_07 import ITEMS_07
-    from tests.test_grading_08 import ITEMS_08
-    from tests.test_grading_09 import ITEMS_09
-    from tests.test_grading_10 import ITEMS_10
+    import importlib
+    from pathlib import Path
 
-    every = {**ITEMS, **ITEMS_06, **ITEMS_07, **ITEMS_08, **ITEMS_09, **ITEMS_10}
+    every = dict(ITEMS)
+    for path in sorted(Path(__file__).parent.glob("test_grading_[0-9][0-9].py")):
+        module = importlib.import_module(f"tests.{path.stem}")
+        every.update(getattr(module, f"ITEMS_{path.stem[-2:]}"))
     table = items()
     assert {name: it.points for name, it in table.items()} == every
     for it in table.values():
@@ -158,8 +159,14 @@ def test_functional_module_passes_the_pair_items():
         ),
     }
     for name, fns in pairs.items():
+        # coursekit's own implementations are correct: they pass when the library is allowed...
+        session = LocalSession(fns, True, library=())
+        outcome = grade(get_item(name), None, 0, session=session)
+        assert outcome.status == "passed", outcome.feedback
+        # ...and score zero in check(), where an exercise may not call them.
         result = check(name, *fns)
-        assert result.passed, str(result)
+        assert result.status == "uses coursekit" and result.points == 0, str(result)
+        assert "coursekit's own" in result.feedback
 
 
 # ---------------------------------------------------------------------------- classic mistakes

@@ -8,7 +8,9 @@ import torch
 from coursekit import functional as F
 from coursekit.grading import check, items
 from coursekit.grading.context import grade
+from coursekit.grading.isolation import LocalSession
 from coursekit.grading.registry import get_item
+from tests import _item_suite as suite
 
 ITEMS_07 = {"07.dropout": 3, "07.l2_grad": 1}
 
@@ -34,11 +36,11 @@ def dropout_backward_keeps_bool(dout, cache):
     return torch.where(keep, dout / (1 - p), torch.zeros_like(dout))
 
 
-def coursekit_forward(x, p, generator):
+def dropout_forward_with_coursekit(x, p, generator):
     return F.dropout_forward(x, p, train=True, generator=generator)
 
 
-def coursekit_backward(dout, cache):
+def dropout_backward_with_coursekit(dout, cache):
     return F.dropout_backward(dout, cache)
 
 
@@ -54,7 +56,7 @@ SOLUTIONS = {
     "07.dropout": [
         (dropout_forward, dropout_backward),
         (dropout_forward_keeps_bool, dropout_backward_keeps_bool),
-        (coursekit_forward, coursekit_backward),
+        (dropout_forward_with_coursekit, dropout_backward_with_coursekit),
     ],
     "07.l2_grad": [(l2_grad,), (l2_grad_by_parts,)],
 }
@@ -176,6 +178,9 @@ def test_lesson_07_items_are_listed_with_their_points():
 def test_reference_solution_gets_full_marks(name):
     for fns in SOLUTIONS[name]:
         result = check(name, *fns)
+        if any(suite.calls_coursekit(fn) for fn in fns):
+            assert result.status == "uses coursekit" and result.points == 0, str(result)
+            continue
         assert result.passed, str(result)
         assert result.points == result.max_points == ITEMS_07[name]
 
@@ -187,7 +192,8 @@ def test_reference_solution_passes_on_many_seeds(name):
     try:
         for seed in range(10):
             for fns in SOLUTIONS[name]:
-                outcome = grade(it, fns, seed)
+                session = LocalSession(fns, it.hand_written, library=())
+                outcome = grade(it, None, seed, session=session)
                 assert outcome.status == "passed", f"seed {seed}: {outcome.feedback}"
     finally:
         torch.set_num_threads(threads)

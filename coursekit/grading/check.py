@@ -8,16 +8,21 @@ What it does:
 
 1. Looks the item up and checks the call (unknown item, wrong number of
    functions, something that is not a function: reported, never raised).
-2. Grades the item in an isolated child process (``isolation.run_isolated``)
-   on fresh random float64 inputs, with a time limit (default 10 s; argument
-   ``timeout`` or the environment variable COURSEKIT_GRADING_TIMEOUT).
-3. Shows the result: in Jupyter as a green or red box, elsewhere as text. The
+2. For an item that asks for a hand-written answer, reads the functions' source
+   (``scan``): automatic differentiation or coursekit's own implementation of
+   the graded operation scores zero, with the line quoted.
+3. Grades the item on fresh random float64 inputs, the references and the
+   comparisons here and the student's functions in a forked process of their own
+   (``isolation``), which only sends plain data back; with a time limit (default
+   10 s; argument ``timeout`` or the environment variable COURSEKIT_GRADING_TIMEOUT).
+4. Shows the result: in Jupyter as a green or red box, elsewhere as text. The
    result is shown by check() itself, so it appears even when check() is not
    the last line of a cell; when it is the last line, the returned Result is
    not shown a second time.
-4. If the environment variable COURSEKIT_GRADING_LOG names a file, appends the
-   result to it as one line of JSON (this is how bulk grading collects scores).
-5. Returns the Result; in strict mode (``strict=True`` or the environment variable
+5. If the environment variable COURSEKIT_GRADING_LOG names a file, appends the
+   result to it as one line of JSON (a record for the student; bulk grading does not
+   read it: it grades the notebook's functions itself).
+6. Returns the Result; in strict mode (``strict=True`` or the environment variable
    COURSEKIT_GRADING_STRICT=1) raises ``AssertionError`` with the feedback instead
    when the item did not pass, so a test harness such as nbgrader's autograder
    scores the cell zero.
@@ -34,11 +39,21 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from coursekit.grading.context import Outcome, grade
-from coursekit.grading.isolation import default_memory_budget, run_isolated
+from coursekit.grading.context import AUTOGRAD_HINT, LIBRARY_HINT, Outcome, grade
+from coursekit.grading.guard import preserved_global_state
+from coursekit.grading.isolation import (
+    NO_INTEGRITY,
+    ForkedSession,
+    LocalSession,
+    default_memory_budget,
+    in_process_time_limit,
+    isolation_mode,
+)
+from coursekit.grading.library import library_of
 from coursekit.grading.reference import warm_up
 from coursekit.grading.registry import Item, all_items, get_item
 from coursekit.grading.result import Result
+from coursekit.grading.scan import Hit, scan_functions
 
 DEFAULT_TIMEOUT = 10.0
 LOG_VARIABLE = "COURSEKIT_GRADING_LOG"
@@ -79,33 +94,73 @@ def _grade(name: Any, functions: tuple, timeout: float | None) -> Result:
     if problem:
         return _invalid(found.name, found.points, problem)
     seed = _seed(found)
+    if found.hand_written:
+        hit = scan_functions(functions, library_of(found.name))
+        if hit is not None:
+            return flagged(found, hit, seed)
     limit = _time_limit(found, timeout)
     warm_up()
-    task = lambda: grade(found, functions, seed)  # noqa: E731
-    run = run_isolated(task, timeout=limit, memory_bytes=default_memory_budget())
-    if run.status == "crashed" and not run.progress:
-        # The child died before the student's code ran: forking itself is broken here (say,
-        # a platform library that does not survive a fork). Grade in this process instead.
-        run = run_isolated(task, timeout=limit, memory_bytes=None, mode="inprocess")
-    if run.status == "finished":
-        outcome: Outcome = run.value
-        status, feedback = outcome.status, outcome.feedback
-    elif run.status == "timeout":
-        status = "timeout"
+    outcome = grade_in_student_process(found, functions, seed, limit)
+    return to_result(found, outcome, seed, limit)
+
+
+def grade_in_student_process(
+    found: Item, functions: tuple, seed: int, limit: float, mode: str | None = None
+) -> Outcome:
+    """Grade with the student's functions in a forked process (or in this one, see isolation)."""
+    names = [
+        getattr(fn, "__name__", "") or p for fn, p in zip(functions, found.functions, strict=True)
+    ]
+    if (mode or isolation_mode()) == "fork":
+        session = ForkedSession(
+            functions,
+            found.hand_written,
+            library_of(found.name),
+            time.monotonic() + limit,
+            default_memory_budget(),
+        )
+        try:
+            outcome = grade(found, None, seed, session=session, names=names)
+        finally:
+            session.close()
+        if outcome.status == "crashed" and session.calls == 0 and not outcome.progress:
+            # The child died before the student's code ran: forking itself is broken here (say,
+            # a platform library that does not survive a fork). Grade in this process instead.
+            return grade_in_student_process(found, functions, seed, limit, mode="inprocess")
+        return outcome
+    session = LocalSession(functions, found.hand_written, library_of(found.name))
+    with preserved_global_state(), in_process_time_limit(limit) as stopped:
+        session.server.stopped = lambda: True
+        outcome = grade(found, None, seed, session=session, names=names)
+    if stopped[0]:
+        outcome = Outcome("timeout", "", 0)
+    outcome.feedback = (outcome.feedback + "\n" if outcome.feedback else "") + NO_INTEGRITY
+    return outcome
+
+
+def to_result(found: Item, outcome: Outcome, seed: int, limit: float) -> Result:
+    """The Result of an Outcome: points only for "passed", messages for a stopped process."""
+    status, feedback = outcome.status, outcome.feedback
+    where = outcome.progress
+    if status == "timeout":
         feedback = (
             f"Stopped after {limit:g} s: your code did not finish (an endless loop? a loop "
             "over every element of a large tensor?)."
+            + (f"\nIt was running {where[0].lower()}{where[1:]}." if where else "")
+            + (f"\n{NO_INTEGRITY}" if NO_INTEGRITY in outcome.feedback else "")
         )
-        if run.progress:
-            feedback += f"\nIt was running {run.progress[0].lower()}{run.progress[1:]}."
-    elif run.status == "crashed":
-        status = "crashed"
-        feedback = f"Your code ended the grading process with {run.detail}."
-        if run.progress:
-            feedback += f"\nIt was running {run.progress[0].lower()}{run.progress[1:]}."
-    else:
-        status = "internal error"
-        feedback = "The grader itself failed (not your code). Please report this:\n" + run.detail
+    elif status == "crashed":
+        feedback = f"Your code ended the grading process with {outcome.feedback}."
+        if where:
+            feedback += f"\nIt was running {where[0].lower()}{where[1:]}."
+    elif status == "malformed":
+        status = "error"
+        feedback = (
+            "Your code sent the grader something that is not a valid answer "
+            f"({outcome.feedback}); it scores zero."
+        )
+        if where:
+            feedback += f"\nIt was running {where[0].lower()}{where[1:]}."
     passed = status == "passed"
     return Result(
         item=found.name,
@@ -114,7 +169,25 @@ def _grade(name: Any, functions: tuple, timeout: float | None) -> Result:
         max_points=found.points,
         feedback=feedback,
         status=status,
-        output=run.output,
+        output=outcome.output,
+        seed=seed,
+    )
+
+
+def flagged(found: Item, hit: Hit, seed: int | None = None) -> Result:
+    """The Result of a source-scan hit: zero points, the line quoted."""
+    hints = {
+        "uses autograd": AUTOGRAD_HINT,
+        "uses coursekit": LIBRARY_HINT,
+        "tampers": "The grader is not part of the exercise: leave coursekit.grading alone.",
+    }
+    return Result(
+        item=found.name,
+        passed=False,
+        points=0,
+        max_points=found.points,
+        feedback=f"{hit.message()}\nHint: {hints[hit.status]}",
+        status=hit.status,
         seed=seed,
     )
 

@@ -21,23 +21,28 @@ from typing import Any
 
 import torch
 
-from coursekit.grading.guard import AutogradUsed, autograd_forbidden, has_graph
 from coursekit.grading.hints import (
     TOLERANCE,
     Mistake,
     generic_value_hint,
     item_hint,
+    precision_hint,
     relative_error,
     shape_hint,
 )
-from coursekit.grading.isolation import report_progress
+from coursekit.grading.isolation import LocalSession, Session, StudentGone
 from coursekit.grading.registry import Item
+from coursekit.grading.wire import Opaque
 
 AUTOGRAD_HINT = (
     "This exercise asks for the backward pass written by hand, so it scores zero when "
-    "torch.autograd computes the answer (.backward(), torch.autograd.grad, torch.func, or "
-    "returning a tensor attached to an autograd graph). Write out the chain rule with tensor "
-    "operations instead."
+    "automatic differentiation computes the answer (.backward(), torch.autograd.grad, "
+    "torch.func, forward-mode AD, coursekit's own autograd, or returning a tensor attached to "
+    "an autograd graph). Write out the chain rule with tensor operations instead."
+)
+LIBRARY_HINT = (
+    "This exercise asks you to write the operation yourself, so it scores zero when it calls "
+    "coursekit's own implementation of it. Write it with tensor operations instead."
 )
 NOT_IMPLEMENTED = (
     "Not implemented yet: {fn} raises NotImplementedError. Replace the "
@@ -60,17 +65,21 @@ class Outcome:
     status: str
     feedback: str
     cases: int
+    output: str = ""
+    progress: str = ""
 
 
 class GradingContext:
     """Random inputs, guarded calls and comparisons for one run of one item."""
 
-    def __init__(self, item: Item, seed: int) -> None:
+    def __init__(self, item: Item, seed: int, session: Session) -> None:
         self.item = item
         self.generator = torch.Generator().manual_seed(seed)
         self.cases = 0
         self.current_case = ""
         self.function_name = item.functions[0] if item.functions else "your function"
+        self.session = session
+        self.output: list[str] = []
 
     # ------------------------------------------------------------------ random inputs
     def randn(self, *shape: int, scale: float = 1.0) -> torch.Tensor:
@@ -99,7 +108,6 @@ class GradingContext:
         """Mark the start of a test case; its description heads the feedback if it fails."""
         self.cases += 1
         self.current_case = f"Test case {self.cases}: {description}"
-        report_progress(self.current_case)
         yield
 
     def fail(self, message: str, hint: str | None = None, status: str = "failed") -> None:
@@ -126,33 +134,41 @@ class GradingContext:
         Fails the case on an exception (NotImplementedError included), on autograd use
         (for hand-written items) and on an in-place change of an input.
         """
-        name = getattr(fn, "__name__", "")
+        if not isinstance(fn, StudentFunction):
+            raise TypeError("ctx.call() takes one of the student's functions (an item parameter)")
+        name = fn.__name__
         if name and not name.startswith("<"):  # "<lambda>" says nothing: keep the item's name
             self.function_name = name
         watched = {n: a for n, a in zip(names, args, strict=False) if n not in opaque}
         watched.update({k: v for k, v in kwargs.items() if k not in opaque})
         before = {name: _snapshot(value) for name, value in watched.items()}
-        guard = autograd_forbidden() if self.item.hand_written else contextlib.nullcontext()
-        try:
-            with guard as engine:
-                output = fn(*args, **kwargs)
-        except AutogradUsed:
-            self.fail(f"{self._fn()} uses torch.autograd.", AUTOGRAD_HINT, "uses autograd")
-        except NotImplementedError:
-            self.fail(NOT_IMPLEMENTED.format(fn=self._fn()), None, "not implemented")
-        except KeyboardInterrupt:
-            raise
-        except BaseException as err:  # anything the student's code raises, SystemExit included
-            hint = _exception_hint(err, error_hint)
-            self.fail(describe_exception(err, self._fn()), hint, "error")
-        if engine is not None and engine.used:
-            self.fail(f"{self._fn()} uses torch.autograd.", AUTOGRAD_HINT, "uses autograd")
-        if self.item.hand_written and has_graph(output):
+        reply = self.session.call(fn.index, args, kwargs)  # StudentGone ends the grading
+        if reply.output:
+            self.output.append(reply.output)
+        if reply.status == "autograd":
+            route = reply.info["route"] or "torch.autograd"
+            put_back = route.startswith(("put ", "switched ", "returned "))
             self.fail(
-                f"{self._fn()} returned a tensor attached to an autograd graph (it has a grad_fn).",
+                f"{self._fn()} {route} (that counts as using automatic differentiation)."
+                if put_back
+                else f"{self._fn()} uses {route}.",
                 AUTOGRAD_HINT,
                 "uses autograd",
             )
+        if reply.status == "library":
+            short = reply.info["name"].rsplit(".", 1)[-1]
+            self.fail(
+                f"{self._fn()} calls coursekit's own {short} ({reply.info['name']}).",
+                LIBRARY_HINT,
+                "uses coursekit",
+            )
+        if reply.status == "not implemented":
+            self.fail(NOT_IMPLEMENTED.format(fn=self._fn()), None, "not implemented")
+        if reply.status == "raised":
+            hint = _exception_hint(reply.info["kind"], reply.info["message"], error_hint)
+            self.fail(reply.info["text"] or f"{self._fn()} raised an exception.", hint, "error")
+        if reply.status != "ok":
+            raise RuntimeError(f"the student's process could not run the call: {reply.info}")
         changed = [
             path for name, value in watched.items() for path in _changes(name, before[name], value)
         ]
@@ -164,7 +180,7 @@ class GradingContext:
                 "it). Build new tensors instead, e.g. `dx = dout * mask` rather than "
                 "`dout[...] = 0` or `x += ...`, or work on a `.clone()`.",
             )
-        return _detach(output)
+        return _detach(reply.value)
 
     def _fn(self) -> str:
         return f"`{self.function_name}`"
@@ -248,11 +264,17 @@ class GradingContext:
                 hint,
             )
         if got.dtype != expected.dtype:
+            precision = (
+                f"your result has {str(got.dtype).removeprefix('torch.')} precision: "
+                if got.dtype in (torch.float32, torch.float16, torch.bfloat16)
+                and expected.dtype == torch.float64
+                else ""
+            )
             self.fail(
                 f"{name} has dtype {got.dtype}, expected {expected.dtype} (the inputs' dtype).",
-                "Keep the inputs' dtype: build new tensors with torch.zeros_like(x) or "
-                "dtype=x.dtype (torch.zeros(shape) alone gives float32), and turn masks into "
-                "numbers with .to(x.dtype).",
+                f"{precision.capitalize()}keep the input's dtype. Build new tensors with "
+                "torch.zeros_like(x) or dtype=x.dtype (torch.zeros(shape) alone gives float32), "
+                "and turn masks into numbers with .to(x.dtype).",
             )
         if got.device != expected.device:
             self.fail(
@@ -277,7 +299,11 @@ class GradingContext:
         worst = err.max().item()
         if worst > TOLERANCE or worst != worst:
             index = _index(torch.nonzero(err == err.max())[0]) if worst == worst else ()
-            hint = item_hint(got, mistakes) or generic_value_hint(name, got, expected, batch)
+            hint = (
+                item_hint(got, mistakes)
+                or generic_value_hint(name, got, expected, batch)
+                or precision_hint(got, expected)
+            )
             where = f" at {_fmt_index(index)}" if index else ""
             self.fail(
                 f"{name} is wrong: largest relative error {worst:.1e}{where}: expected "
@@ -293,10 +319,24 @@ class GradingContext:
         if isinstance(got, torch.Tensor):
             if got.layout != torch.strided:
                 self.fail(f"{name} is a {got.layout} tensor; return an ordinary (dense) tensor.")
-            return got
-        if type(got).__module__ == "numpy":
+            return (
+                torch.Tensor._make_subclass(torch.Tensor, got)
+                if type(got) is not torch.Tensor
+                else got
+            )
+        if isinstance(got, Opaque) and got.note:
+            device = got.note.startswith("on device")
             self.fail(
-                f"{name} is a NumPy {type(got).__name__}; return a torch tensor.",
+                f"{name} is {got.note}, expected a plain torch.Tensor"
+                + (f" on {expected.device} (the inputs' device)." if device else "."),
+                "Create new tensors on the inputs' device: torch.zeros_like(x), or device=x.device."
+                if device
+                else "Return an ordinary tensor built with torch operations (no subclass, no "
+                "sparse layout).",
+            )
+        if isinstance(got, Opaque) and got.module.split(".")[0] == "numpy":
+            self.fail(
+                f"{name} is a NumPy {got.type_name.rsplit('.', 1)[-1]}; return a torch tensor.",
                 "Stay in torch: torch operations on torch tensors give torch tensors.",
             )
         self.fail(
@@ -312,24 +352,69 @@ class GradingContext:
 
 
 # ---------------------------------------------------------------------------- helpers
-def grade(item: Item, functions: Sequence[Callable[..., Any]], seed: int) -> Outcome:
-    """Run ``item``'s grader on the student's functions; never raises."""
-    ctx = GradingContext(item, seed)
+class StudentFunction:
+    """Stands, in the grader, for one of the student's functions: ``ctx.call`` sends its
+    calls to the student's process. ``__name__`` is the student's name for it."""
+
+    def __init__(self, index: int, name: str) -> None:
+        self.index, self.__name__ = index, name
+
+    def __repr__(self) -> str:
+        return f"<the student's {self.__name__}>"
+
+
+def grade(
+    item: Item,
+    functions: Sequence[Callable[..., Any]] | None,
+    seed: int,
+    session: Session | None = None,
+    names: Sequence[str] | None = None,
+) -> Outcome:
+    """Run ``item``'s grader; never raises.
+
+    The student's functions run behind ``session`` (a separate process, for check() and
+    bulk grading); without one they are called in this process through the same messages
+    (``LocalSession``: for tests and in-process grading, no integrity). ``names`` are the
+    student's names for the functions (default: their ``__name__``).
+    """
+    own = session is None
+    if own:
+        from coursekit.grading.library import library_of
+
+        session = LocalSession(functions or (), item.hand_written, library_of(item.name))
+    if names is None and functions is None:
+        names = list(item.functions)
+    elif names is None:
+        names = [
+            getattr(fn, "__name__", "") or p
+            for fn, p in zip(functions, item.functions, strict=False)
+        ]
+    proxies = [StudentFunction(i, name) for i, name in enumerate(names)]
+    ctx = GradingContext(item, seed, session)
     try:
-        item.grade(ctx, *functions)
+        try:
+            item.grade(ctx, *proxies)
+        finally:
+            if own:
+                session.close()
     except CaseFailed as failure:
         lines = [ctx.current_case, failure.message] if ctx.current_case else [failure.message]
         if failure.hint:
             lines.append(f"Hint: {failure.hint}")
-        return Outcome(failure.status, "\n".join(lines), ctx.cases)
+        return Outcome(failure.status, "\n".join(lines), ctx.cases, "".join(ctx.output))
+    except StudentGone as gone:
+        return Outcome(gone.status, gone.detail, ctx.cases, "".join(ctx.output), ctx.current_case)
     except Exception:
         return Outcome(
             "internal error",
             "The grader itself failed (not your code). Please report this:\n"
             + traceback.format_exc(limit=-3),
             ctx.cases,
+            "".join(ctx.output),
         )
-    return ctx.outcome()
+    outcome = ctx.outcome()
+    outcome.output = "".join(ctx.output)
+    return outcome
 
 
 def _snapshot(value: Any) -> Any:
@@ -393,6 +478,8 @@ def _kind(value: Any) -> str:
         return f"a tensor of shape {_shape(value)}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of {len(value)} values"
+    if isinstance(value, Opaque):
+        return f"a {value.type_name.rsplit('.', 1)[-1]}"
     return f"a {type(value).__name__}"
 
 
@@ -457,14 +544,14 @@ def _where(filename: str) -> str:
     return os.path.basename(filename) if filename.startswith(sys.prefix) else filename
 
 
-def _exception_hint(err: BaseException, error_hint: str | None) -> str | None:
-    text = str(err)
-    if isinstance(err, RecursionError):
+def _exception_hint(kind: str, text: str, error_hint: str | None) -> str | None:
+    """A hint for an exception of ``kind`` ("recursion", "memory", "exit", ...) saying ``text``."""
+    if kind == "recursion":
         return (
             "Too deep a recursion: Python allows about a thousand nested calls. "
             "Use a loop with an explicit stack (a list you append to and pop from) instead."
         )
-    if isinstance(err, MemoryError) or "can't allocate memory" in text or "out of memory" in text:
+    if kind == "memory" or "can't allocate memory" in text or "out of memory" in text:
         return "Your code asked for far more memory than the grader allows."
     if "CUDA" in text and "fork" in text:
         return (
@@ -472,8 +559,12 @@ def _exception_hint(err: BaseException, error_hint: str | None) -> str | None:
             "process, where CUDA is not available: create new tensors on the inputs' device "
             "(torch.zeros_like(x), or device=x.device) instead of choosing one."
         )
-    if isinstance(err, SystemExit):
+    if kind == "exit":
         return "Do not call exit() or sys.exit() in your function; return the result instead."
+    if kind == "interrupt":
+        return (
+            "Your function raised KeyboardInterrupt itself; it is graded like any other exception."
+        )
     shapes = ("shapes cannot be multiplied", "must match the size", "size mismatch", "broadcast")
     if any(s in text for s in shapes):
         return error_hint or (

@@ -144,6 +144,23 @@ def generic_value_hint(
     return f"{name} is exactly {factor:.4g} times the right answer: a constant factor is off."
 
 
+def precision_hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
+    """The hint for a float64 result computed in float32 somewhere on the way."""
+    if got.dtype != torch.float64 or expected.dtype != torch.float64:
+        return None
+    if not bool(torch.isfinite(got).all()):
+        return None
+    scale = expected.abs().max().item()
+    err = (got - expected).abs().max().item()
+    if scale > 0 and err <= 1e-5 * scale and is_close(got, got.float().double()):
+        return (
+            "Your result has float32 precision: keep the input's dtype. Somewhere a float32 "
+            "tensor was made (torch.zeros(shape), torch.tensor([...]) of Python floats, "
+            ".float()): use torch.zeros_like(x) or dtype=x.dtype."
+        )
+    return None
+
+
 def _constant_factor(got: torch.Tensor, expected: torch.Tensor) -> float | None:
     """The c with got == c * expected, if there is one (least squares, then verified)."""
     denominator = (expected * expected).sum().item()

@@ -1,81 +1,72 @@
-"""Running the student's code where it cannot hurt the notebook.
+"""Where the student's code runs: a separate process that only ever sends data back.
 
-The grading of one item runs in a **forked child process** (Linux, macOS):
+The grader (this process) makes the inputs, computes the references and
+compares. The student's functions run in **another process**; a ``Session``
+sends it the inputs of each call and reads back what the function returned,
+as plain data (``wire``): nothing it sends can run code here, so a forged
+message, a tensor subclass, a patched grader or a peek at the grader's stack
+frames cannot change a score. What the student's code may do there (patch
+torch, fork, loop forever, crash) stays there:
 
-* the child is a copy-on-write copy of the notebook's process, so it has the
-  student's functions without pickling them, and nothing it changes (random
-  seeds, default dtype, globals, monkey-patches) reaches the notebook;
-* it is killed after a time limit, so an endless loop costs seconds, and the
-  kernel stays usable;
-* its address space is limited (``resource.setrlimit(RLIMIT_AS)``, Linux), so
-  a huge allocation fails inside the child with an error instead of taking the
-  machine's memory;
-* it runs with one torch thread, on the CPU (CUDA cannot be used after a fork,
-  and the references are CPU float64 anyway);
-* what it prints is captured and handed back, with its progress (which test
-  case it is on) and its final result, as pickled frames through a pipe.
-
-Where ``os.fork`` does not exist (Windows), or with the environment variable
-``COURSEKIT_GRADING_ISOLATION=inprocess``, the grading runs in the notebook's
-own process instead: a timer interrupts it after the time limit (this stops
-Python loops, but not a single long call into C code), global state is restored
-afterwards (``guard.preserved_global_state``), and memory is not limited.
+* ``ForkedSession`` (Linux, macOS) forks the notebook's process, so the child
+  has the student's functions without pickling them. The child is the leader of
+  its own process group; the whole group is killed when the check ends and on
+  timeout, so processes it forked do not outlive check(). Its address space is
+  limited (``RLIMIT_AS``), it uses one torch thread on the CPU, and the kernel
+  kills it if the notebook dies (``PR_SET_PDEATHSIG``).
+* ``PipeSession`` talks to a student process started some other way (bulk
+  grading: a process loaded with the notebook's code), with the same protocol.
+* ``LocalSession`` calls the functions in this very process, through the same
+  messages. Where ``os.fork`` does not exist (Windows), or with the environment
+  variable ``COURSEKIT_GRADING_ISOLATION=inprocess``, check() grades this way:
+  **this offers no integrity** (the student's code shares the grader's memory and
+  could change its verdict); it is for practice, not for marks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import gc
-import io
 import os
-import pickle
+import select
 import signal
-import struct
 import sys
-import threading
 import time
-import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from coursekit.grading.guard import preserved_global_state
+from coursekit.grading import guard
+from coursekit.grading.student import CappedText, StudentServer, redirect_output, serve
+from coursekit.grading.wire import Codec, FrameReader, Malformed, write_frame
 
-# Text the student's code prints is kept up to this many characters.
-OUTPUT_LIMIT = 20_000
-_HEADER = struct.Struct("!Q")
+NO_INTEGRITY = (
+    "Graded inside the notebook's own process (COURSEKIT_GRADING_ISOLATION=inprocess, or no "
+    "os.fork here): this run offers no integrity, its score is for practice only."
+)
+
+
+class StudentGone(Exception):
+    """The student's process stopped answering: ``status`` is "timeout" or "crashed",
+    or "malformed" when it sent something that is not a valid message."""
+
+    def __init__(self, status: str, detail: str = "") -> None:
+        super().__init__(detail or status)
+        self.status, self.detail = status, detail
 
 
 @dataclass
-class Run:
-    """How an isolated run ended.
+class Reply:
+    """What one call of a student's function gave."""
 
-    Attributes:
-        status: "finished", "timeout", "crashed" or "internal error".
-        value: the task's return value when finished.
-        progress: the last progress message the task sent (which test case it was on).
-        output: what the task printed.
-        detail: for "crashed", how the process ended; for "internal error", a traceback.
-    """
-
-    status: str
-    value: Any = None
-    progress: str = ""
-    output: str = ""
-    detail: str = ""
-
-
-# Set inside the child (or the in-process run) to where progress messages go.
-_progress_sink: Callable[[str], None] | None = None
-
-
-def report_progress(message: str) -> None:
-    """Tell the parent what the task is doing now, e.g. which test case it runs."""
-    if _progress_sink is not None:
-        _progress_sink(message)
+    status: str  # "ok", "raised", "not implemented", "autograd", "library", "internal"
+    value: Any
+    info: dict
+    output: str
 
 
 def isolation_mode() -> str:
@@ -84,19 +75,6 @@ def isolation_mode() -> str:
     if wanted == "inprocess" or not hasattr(os, "fork"):
         return "inprocess"
     return "fork"
-
-
-def run_isolated(
-    task: Callable[[], Any],
-    *,
-    timeout: float,
-    memory_bytes: int | None,
-    mode: str | None = None,
-) -> Run:
-    """Run ``task()`` in a forked child or in-process (``mode``; default ``isolation_mode()``)."""
-    if (mode or isolation_mode()) == "fork":
-        return _run_forked(task, timeout, memory_bytes)
-    return _run_in_process(task, timeout)
 
 
 def default_memory_budget() -> int | None:
@@ -119,45 +97,256 @@ def default_memory_budget() -> int | None:
     return None
 
 
-# ---------------------------------------------------------------------------- forked child
-class _CappedText(io.TextIOBase):
-    """A text stream that keeps the first OUTPUT_LIMIT characters and counts the rest."""
+# ---------------------------------------------------------------------------- sessions
+class Session:
+    """The grader's end of a conversation with the student's process."""
 
     def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.size = 0
-        self.dropped = 0
+        self.codec = Codec("grader")
+        self.calls = 0
 
-    def writable(self) -> bool:
-        return True
+    def call(self, index: int, args: tuple, kwargs: dict) -> Reply:
+        """Call the student's function number ``index``; its decoded answer."""
+        nodes, root, buffers = self.codec.encode((tuple(args), dict(kwargs)))
+        header, answer = self._exchange(
+            {"op": "call", "fn": index, "nodes": nodes, "root": root}, buffers
+        )
+        self.calls += 1
+        status = header.get("status")
+        if status not in ("ok", "raised", "not implemented", "autograd", "library", "internal"):
+            raise StudentGone("malformed", f"an answer with status {status!r}")
+        try:
+            value, _changed = self.codec.decode(header.get("nodes"), header.get("root"), answer)
+        except (Malformed, ValueError, TypeError) as err:
+            raise StudentGone("malformed", str(err)) from None
+        info = {k: _text(header.get(k)) for k in ("route", "name", "text", "kind", "message")}
+        return Reply(status, value, info, _text(header.get("output"), 50_000))
 
-    def write(self, text: str) -> int:
-        text = str(text)
-        room = OUTPUT_LIMIT - self.size
-        if room > 0:
-            self.parts.append(text[:room])
-            self.size += min(room, len(text))
-        self.dropped += max(0, len(text) - max(room, 0))
-        return len(text)
+    def answer_callback(self, header: dict, buffers: list) -> tuple[dict, list]:
+        """Run a function of the grader's that the student's code called (e.g. f in a
+        finite difference) on the arguments it sent, and encode what it returns."""
+        fn = self.codec.objects.get(header.get("token"))
+        if not callable(fn) or isinstance(fn, (torch.Tensor, list, dict)):
+            raise StudentGone("malformed", "a call of an unknown function")
+        try:
+            args, kwargs = self.codec.decode(header.get("nodes"), header.get("root"), buffers)
+        except Malformed as err:
+            raise StudentGone("malformed", str(err)) from None
+        if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+            raise StudentGone("malformed", "a call with malformed arguments")
+        try:
+            value = fn(*args, **kwargs)
+            nodes, root, out = self.codec.encode(value)
+        except Exception as err:
+            return {
+                "op": "callback-result",
+                "status": "error",
+                "message": f"{type(err).__name__}: {err}",
+            }, []
+        return {"op": "callback-result", "status": "ok", "nodes": nodes, "root": root}, out
 
-    def take(self) -> str:
-        """The text written since the last take()."""
-        text = "".join(self.parts)
-        self.parts.clear()
-        return text
+    def _exchange(self, header: dict, buffers: list) -> tuple[dict, list]:
+        raise NotImplementedError
 
-    def tail_note(self) -> str:
-        return f"\n... ({self.dropped} more characters not shown)\n" if self.dropped else ""
+    def close(self) -> None:
+        """End the student's process (and everything it started)."""
 
+    def __enter__(self) -> Session:
+        return self
 
-def _send(fd: int, kind: str, payload: Any) -> None:
-    data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEADER.pack(len(data)) + data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
+def _text(value: Any, limit: int = 4000) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+class PipeSession(Session):
+    """A student process reached through two pipes (it runs ``student.serve``)."""
+
+    def __init__(self, read_fd: int, write_fd: int, deadline: float) -> None:
+        super().__init__()
+        self.read_fd, self.write_fd = read_fd, write_fd
+        self.deadline = deadline
+        self.reader = FrameReader()
+        self.output: list[str] = []
+
+    def _exchange(self, header: dict, buffers: list) -> tuple[dict, list]:
+        try:
+            write_frame(self.write_fd, header, buffers)
+        except (BrokenPipeError, OSError):
+            raise StudentGone("crashed", self._ended()) from None
+        while True:
+            message = self._receive()
+            reply, answer = message
+            if reply.get("op") == "callback":
+                self.output.append(_text(reply.get("output"), 50_000))
+                back, back_buffers = self.answer_callback(reply, answer)
+                try:
+                    write_frame(self.write_fd, back, back_buffers)
+                except OSError:
+                    raise StudentGone("crashed", self._ended()) from None
+                continue
+            if reply.get("op") != "result":
+                raise StudentGone("malformed", f"an unexpected message {reply.get('op')!r}")
+            if self.output:
+                reply["output"] = "".join(self.output) + _text(reply.get("output"), 50_000)
+                self.output.clear()
+            return reply, answer
+
+    def _receive(self) -> tuple[dict, list]:
+        while True:
+            try:
+                message = self.reader.next()
+            except Malformed as err:
+                raise StudentGone("malformed", str(err)) from None
+            if message is not None:
+                return message
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise StudentGone("timeout")
+            ready, _, _ = select.select([self.read_fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(self.read_fd, 1 << 20)
+            if not chunk:
+                raise StudentGone("crashed", self._ended())
+            self.reader.feed(chunk)
+
+    def _ended(self) -> str:
+        return "the end of its process"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            write_frame(self.write_fd, {"op": "end"}, [])
+
+
+class ForkedSession(PipeSession):
+    """The student's functions in a forked child of this process (see the module's doc)."""
+
+    def __init__(
+        self,
+        functions: Sequence[Callable[..., Any]],
+        hand_written: bool,
+        library: Sequence[str],
+        deadline: float,
+        memory_bytes: int | None,
+    ) -> None:
+        child_read, grader_write = os.pipe()
+        grader_read, child_write = os.pipe()
+        parent = os.getpid()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "fork() in a threaded process"
+            pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 0
+            try:
+                os.close(grader_write)
+                os.close(grader_read)
+                _child_main(
+                    child_read, child_write, functions, hand_written, library, memory_bytes, parent
+                )
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(child_read)
+        os.close(child_write)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also done by the child: whichever runs first
+        super().__init__(grader_read, grader_write, deadline)
+        self.pid = pid
+        self.status: int | None = None
+
+    def _ended(self) -> str:
+        kill_group(self.pid)  # the pipe closed: the child is ending or gone; make sure of it
+        return describe_status(self._reap())
+
+    def _reap(self) -> int:
+        if self.status is None:
+            try:
+                self.status = os.waitpid(self.pid, 0)[1]
+            except ChildProcessError:
+                self.status = 0
+        return self.status
+
+    def close(self) -> None:
+        """Kill the child's whole process group, reap the child, close the pipes."""
+        kill_group(self.pid)
+        self._reap()
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group led by ``pid`` (and ``pid`` itself)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _child_main(
+    read_fd: int,
+    write_fd: int,
+    functions: Sequence[Callable[..., Any]],
+    hand_written: bool,
+    library: Sequence[str],
+    memory_bytes: int | None,
+    parent: int,
+) -> None:
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # an interrupt of the notebook ends the child
+    faulthandler.disable()  # a crash is reported by the parent, without a C-level traceback
+    captured = redirect_output()
+    # The child is short-lived: no cyclic garbage collection. Collections would walk every
+    # object inherited from the notebook (and copy their memory pages); building a graph of
+    # 100_000 nodes runs about four times faster without them.
+    gc.freeze()
+    gc.disable()
+    torch.set_num_threads(1)
+    limit_memory(memory_bytes)
+    ban = guard.install_for_good(library) if hand_written else None
+    server = StudentServer(functions, hand_written, ban)
+    serve(read_fd, write_fd, server, captured)
+
+
+class LocalSession(Session):
+    """The student's functions called in this process, through the same messages.
+
+    No integrity: see the module's doc. The ban is installed around each call and
+    removed after it; what the functions print is captured.
+    """
+
+    def __init__(
+        self,
+        functions: Sequence[Callable[..., Any]],
+        hand_written: bool,
+        library: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        self.library = tuple(library)
+        self.hand_written = hand_written
+        self.server = StudentServer(functions, hand_written, None, ask=self.answer_callback)
+
+    def _exchange(self, header: dict, buffers: list) -> tuple[dict, list]:
+        captured = CappedText()
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            if self.hand_written:
+                with guard.banned(self.library) as ban:
+                    self.server.ban = ban
+                    reply, answer = self.server.handle(header, [memoryview(b) for b in buffers])
+            else:
+                reply, answer = self.server.handle(header, [memoryview(b) for b in buffers])
+        reply["output"] = captured.take() + captured.tail_note()
+        return reply, [memoryview(b) for b in answer]
+
+
+# ---------------------------------------------------------------------------- helpers
 def _address_space_in_use() -> int | None:
     try:
         with open("/proc/self/status") as f:
@@ -169,7 +358,8 @@ def _address_space_in_use() -> int | None:
     return None
 
 
-def _limit_memory(memory_bytes: int | None) -> None:
+def limit_memory(memory_bytes: int | None) -> None:
+    """Limit this process's address space to what it uses now plus ``memory_bytes``."""
     if memory_bytes is None:
         return
     try:
@@ -183,10 +373,8 @@ def _limit_memory(memory_bytes: int | None) -> None:
     limit = in_use + memory_bytes
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    try:
+    with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ValueError, OSError):
-        pass
 
 
 def _die_with_parent(parent: int) -> None:
@@ -202,122 +390,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _child_main(fd: int, task: Callable[[], Any], memory_bytes: int | None, parent: int) -> None:
-    global _progress_sink
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # an interrupt of the notebook ends the child
-    faulthandler.disable()  # a crash is reported by the parent, without a C-level traceback
-    captured = _CappedText()
-    sys.stdout = sys.stderr = captured
-
-    def send_progress(message: str) -> None:
-        _send(fd, "progress", (message, captured.take()))
-
-    _progress_sink = send_progress
-    # The child is short-lived: no cyclic garbage collection. Collections would walk every
-    # object inherited from the notebook (and copy their memory pages); building a graph of
-    # 100_000 nodes runs about four times faster without them.
-    gc.freeze()
-    gc.disable()
-    import torch
-
-    torch.set_num_threads(1)
-    _limit_memory(memory_bytes)
-    try:
-        value = task()
-    except BaseException:  # a bug in the grader: report it rather than die silently
-        _send(fd, "internal error", (traceback.format_exc(), captured.take()))
-        return
-    _send(fd, "done", (value, captured.take() + captured.tail_note()))
-
-
-def _run_forked(task: Callable[[], Any], timeout: float, memory_bytes: int | None) -> Run:
-    read_fd, write_fd = os.pipe()
-    parent = os.getpid()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # "fork() in a threaded process"
-        pid = os.fork()
-    if pid == 0:  # the child
-        code = 0
-        try:
-            os.close(read_fd)
-            _child_main(write_fd, task, memory_bytes, parent)
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    try:
-        return _collect(pid, read_fd, timeout)
-    except BaseException:  # e.g. KeyboardInterrupt: never leave the child behind
-        _kill(pid)
-        raise
-    finally:
-        os.close(read_fd)
-
-
-def _collect(pid: int, fd: int, timeout: float) -> Run:
-    """Read the child's frames until its final one, its end, or the deadline."""
-    import select
-
-    deadline = time.monotonic() + timeout
-    buffer, progress, output = b"", "", []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            _kill(pid)
-            return Run("timeout", progress=progress, output="".join(output))
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:  # the child ended without sending its result
-            status = _reap(pid)
-            return Run(
-                "crashed", progress=progress, output="".join(output), detail=_describe(status)
-            )
-        buffer += chunk
-        while len(buffer) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buffer)
-            if len(buffer) < _HEADER.size + size:
-                break
-            kind, payload = pickle.loads(buffer[_HEADER.size : _HEADER.size + size])
-            buffer = buffer[_HEADER.size + size :]
-            if kind == "progress":
-                progress, text = payload
-                output.append(text)
-            elif kind == "done":
-                value, text = payload
-                _reap(pid)
-                text = "".join(output) + text
-                return Run("finished", value=value, progress=progress, output=text)
-            else:
-                detail, text = payload
-                _reap(pid)
-                return Run(
-                    "internal error",
-                    progress=progress,
-                    output="".join(output) + text,
-                    detail=detail,
-                )
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _reap(pid)
-
-
-def _reap(pid: int) -> int:
-    try:
-        return os.waitpid(pid, 0)[1]
-    except ChildProcessError:
-        return 0
-
-
-def _describe(status: int) -> str:
+def describe_status(status: int) -> str:
     """How a child process ended, in words."""
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
@@ -337,11 +410,19 @@ def _describe(status: int) -> str:
     return f"status {status}"
 
 
-# ---------------------------------------------------------------------------- in process
-def _run_in_process(task: Callable[[], Any], timeout: float) -> Run:
-    global _progress_sink
-    progress = [""]
+@contextlib.contextmanager
+def in_process_time_limit(timeout: float) -> Any:
+    """Interrupt the body after ``timeout`` seconds (in-process grading; Python code only).
+
+    Yields a list; it holds True after the body was interrupted by the limit.
+    """
+    import threading
+
     fired = threading.Event()
+    state = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
 
     def interrupt() -> None:
         import _thread
@@ -349,43 +430,23 @@ def _run_in_process(task: Callable[[], Any], timeout: float) -> Run:
         fired.set()
         _thread.interrupt_main()
 
-    def record(message: str) -> None:
-        progress[0] = message
-
-    timer = None
-    previous_handler = None
-    if threading.current_thread() is threading.main_thread():
-        timer = threading.Timer(timeout, interrupt)
-        timer.daemon = True
-        # interrupt_main() simulates Ctrl-C, which does nothing if SIGINT is ignored (as it is
-        # for a process started in the background): make sure Ctrl-C raises while we wait.
-        previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_sink, _progress_sink = _progress_sink, record
+    timer = threading.Timer(timeout, interrupt)
+    timer.daemon = True
+    # interrupt_main() simulates Ctrl-C, which does nothing if SIGINT is ignored (as it is
+    # for a process started in the background): make sure Ctrl-C raises while we wait.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with preserved_global_state():
-            torch.set_num_threads(1)  # tiny tensors: threads only add overhead (restored after)
-            try:
-                if timer is not None:
-                    timer.start()
-                try:
-                    value = task()
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-                if fired.is_set():  # fired just as the task ended: let the interrupt land here
-                    try:
-                        time.sleep(0.1)
-                    except KeyboardInterrupt:
-                        pass
-                    return Run("finished", value=value, progress=progress[0])
-            except KeyboardInterrupt:
-                if fired.is_set():
-                    return Run("timeout", progress=progress[0])
-                raise
-            except BaseException:
-                return Run("internal error", progress=progress[0], detail=traceback.format_exc())
+        timer.start()
+        try:
+            yield state
+        finally:
+            timer.cancel()
+        if fired.is_set():  # fired just as the body ended: let the interrupt land here
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(0.1)
+    except KeyboardInterrupt:
+        if not fired.is_set():
+            raise
+        state[0] = True
     finally:
-        _progress_sink = previous_sink
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
-    return Run("finished", value=value, progress=progress[0])
+        signal.signal(signal.SIGINT, previous)

@@ -209,6 +209,12 @@ def _reachable(root) -> dict[int, object]:
     return seen
 
 
+def _type_name(value) -> str:
+    """The short name of a value's type (also of one that stayed in the student's process)."""
+    name = getattr(value, "type_name", None) if type(value).__name__ == "Opaque" else None
+    return (name or type(value).__name__).rsplit(".", 1)[-1]
+
+
 def _describe_node(node) -> str:
     op = getattr(node, "_op", "") or "leaf"
     return f"a node ({op}, data {node.data:.4g})"
@@ -242,7 +248,7 @@ def _check_order(ctx: GradingContext, got, root, nodes, inputs, value_cls) -> No
     strangers = [v for v in got if not isinstance(v, value_cls)]
     if strangers:
         ctx.fail(
-            f"{fn} returned a list containing a {type(strangers[0]).__name__}; every entry "
+            f"{fn} returned a list containing a {_type_name(strangers[0])}; every entry "
             "should be a Value node of the graph.",
             "Append the nodes themselves, not their .data or their labels.",
         )
