@@ -80,6 +80,7 @@ __all__ = [
     "layernorm",
     "leaky_relu",
     "linear",
+    "lstm_step",
     "maxpool2d",
     "mse",
     "no_grad",
@@ -892,6 +893,29 @@ maxpool2d = from_pair(F.maxpool2d_forward, F.maxpool2d_backward)
 embedding = from_pair(F.embedding_forward, F.embedding_backward)
 rnn_step = from_pair(F.rnn_step_forward, F.rnn_step_backward)
 rnn = from_pair(F.rnn_forward, F.rnn_backward)
+
+
+def _lstm_step_joined_forward(
+    x: torch.Tensor,
+    h_prev: torch.Tensor,
+    c_prev: torch.Tensor,
+    wx: torch.Tensor,
+    wh: torch.Tensor,
+    b: torch.Tensor,
+) -> tuple[torch.Tensor, Any]:
+    """F.lstm_step_forward with its two outputs joined into one (N, 2H) tensor [h, c]."""
+    (h, c), cache = F.lstm_step_forward(x, h_prev, c_prev, wx, wh, b)
+    return torch.cat([h, c], dim=1), cache
+
+
+def _lstm_step_joined_backward(dout: torch.Tensor, cache: Any) -> tuple:
+    """Split dout = [dh, dc] and call F.lstm_step_backward((dh, dc), cache)."""
+    dh, dc = dout.chunk(2, dim=1)
+    return F.lstm_step_backward((dh, dc), cache)
+
+
+# An op on Tensor has one output, so lstm_step returns [h, c] joined: h = out[:, :H].
+lstm_step = from_pair(_lstm_step_joined_forward, _lstm_step_joined_backward, name="lstm_step")
 
 
 # ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ Contents, in the order a course meets them:
 4. regularization            dropout
 5. normalization             batchnorm, layernorm
 6. convolution and pooling   conv2d, maxpool2d
-7. recurrence                rnn_step, rnn
+7. recurrence                rnn_step, rnn, lstm_step
 8. look-up tables            embedding
 9. input checks              small private helpers shared by every op
 """
@@ -79,6 +79,8 @@ __all__ = [
     "rnn_step_backward",
     "rnn_forward",
     "rnn_backward",
+    "lstm_step_forward",
+    "lstm_step_backward",
     "embedding_forward",
     "embedding_backward",
 ]
@@ -645,6 +647,117 @@ def rnn_backward(dout: Tensor, cache: Cache) -> tuple[Tensor, Tensor, Tensor, Te
     dwh = h_prev.reshape(n * t_len, hidden).T @ da_flat
     db = da_flat.sum(0)
     return dx, dh0, dwx, dwh, db
+
+
+def lstm_step_forward(
+    x: Tensor, h_prev: Tensor, c_prev: Tensor, wx: Tensor, wh: Tensor, b: Tensor
+) -> tuple[tuple[Tensor, Tensor], Cache]:
+    """One LSTM step (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000).
+
+    a = x @ wx + h_prev @ wh + b, (N, 4H), split into four (N, H) blocks in torch's
+    order i, f, g, o:
+        i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o),
+        c = f * c_prev + i * g,   h = o * tanh(c).
+    Shapes: x (N, D), h_prev and c_prev (N, H), wx (D, 4H), wh (H, 4H), b (4H,);
+    returns out = (h, c). ``torch.nn.LSTMCell`` with weight_ih = wx.T, weight_hh = wh.T
+    and bias_ih + bias_hh = b gives the same h and c.
+
+    Backward, from dh and dc (the gradients reaching h and c from outside the step):
+        dc_total = dc + dh * o * (1 - tanh(c)**2)       (c reaches the loss directly and via h)
+        do = dh * tanh(c); di = dc_total * g; dg = dc_total * i; df = dc_total * c_prev
+        dc_prev = dc_total * f                          (the cell-state path: one product)
+        da = [di * i(1-i), df * f(1-f), dg * (1-g**2), do * o(1-o)]   (sigmoid' = s(1-s))
+    then a is two linear layers sharing b, as in rnn_step: dx = da @ wx.T,
+    dh_prev = da @ wh.T, dwx = x.T @ da, dwh = h_prev.T @ da, db = da.sum(0).
+    """
+    op = "lstm_step_forward"
+    _check_lstm_inputs(op, x, h_prev, c_prev, wx, wh, b)
+    hidden = h_prev.shape[1]
+    a = torch.addmm(b, x, wx).addmm_(h_prev, wh)  # (N, 4H)
+    i = torch.sigmoid(a[:, :hidden])  # input gate
+    f = torch.sigmoid(a[:, hidden : 2 * hidden])  # forget gate
+    g = torch.tanh(a[:, 2 * hidden : 3 * hidden])  # candidate values
+    o = torch.sigmoid(a[:, 3 * hidden :])  # output gate
+    c = f * c_prev + i * g
+    tanh_c = torch.tanh(c)
+    h = o * tanh_c
+    return (h, c), (x, h_prev, c_prev, wx, wh, i, f, g, o, tanh_c)
+
+
+def lstm_step_backward(
+    dout: tuple[Tensor | None, Tensor | None], cache: Cache
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dx, dh_prev, dc_prev, dwx, dwh, db) from dout = (dh, dc); see lstm_step_forward.
+
+    dh or dc may be None when nothing reaches h or c from outside (e.g. dc at the last step).
+    """
+    op = "lstm_step_backward"
+    x, h_prev, c_prev, wx, wh, i, f, g, o, tanh_c = cache
+    if not isinstance(dout, (tuple, list)) or len(dout) != 2:
+        raise TypeError(
+            f"{op}: dout must be the pair (dh, dc) of gradients of the outputs (h, c), "
+            f"got {type(dout).__name__}"
+        )
+    dh, dc = dout
+    for name, grad in (("dh", dh), ("dc", dc)):
+        if grad is None:
+            continue
+        _check_tensor(op, name, grad)
+        if grad.shape != i.shape:
+            raise ValueError(
+                f"{op}: {name} has shape {_shape(grad)} but the forward output has shape "
+                f"{_shape(i)}; expected the same shape"
+            )
+        if grad.dtype != i.dtype or grad.device != i.device:
+            raise TypeError(
+                f"{op}: {name} is {grad.dtype} on {grad.device} but the forward pass ran in "
+                f"{i.dtype} on {i.device}; convert {name} to match"
+            )
+    dc_total = torch.zeros_like(c_prev) if dc is None else dc
+    if dh is not None:
+        dc_total = dc_total + dh * o * (1 - tanh_c * tanh_c)
+        da_o = dh * tanh_c * o * (1 - o)
+    else:
+        da_o = torch.zeros_like(o)
+    da = torch.cat(
+        [
+            dc_total * g * i * (1 - i),  # through i = sigmoid(a_i)
+            dc_total * c_prev * f * (1 - f),  # through f = sigmoid(a_f)
+            dc_total * i * (1 - g * g),  # through g = tanh(a_g)
+            da_o,  # through o = sigmoid(a_o)
+        ],
+        dim=1,
+    )
+    dc_prev = dc_total * f
+    return da @ wx.T, da @ wh.T, dc_prev, x.T @ da, h_prev.T @ da, da.sum(0)
+
+
+def _check_lstm_inputs(
+    op: str, x: Tensor, h_prev: Tensor, c_prev: Tensor, wx: Tensor, wh: Tensor, b: Tensor
+) -> None:
+    """LSTM shapes: x (N, D), h_prev and c_prev (N, H), wx (D, 4H), wh (H, 4H), b (4H,)."""
+    _check_float(op, "x", x, ndim=2, layout="(N, D)")
+    _check_float(op, "h_prev", h_prev, ndim=2, layout="(N, H)")
+    _check_float(op, "c_prev", c_prev, ndim=2, layout="(N, H)")
+    _check_float(op, "wx", wx, ndim=2, layout="(D, 4H)")
+    _check_float(op, "wh", wh, ndim=2, layout="(H, 4H)")
+    _check_float(op, "b", b, ndim=1, layout="(4H,)")
+    _check_same_kind(op, "x", x, h_prev=h_prev, c_prev=c_prev, wx=wx, wh=wh, b=b)
+    _check_dim(op, "h_prev", h_prev, 0, "x", x, 0)
+    if c_prev.shape != h_prev.shape:
+        raise ValueError(
+            f"{op}: c_prev has shape {_shape(c_prev)} but h_prev has shape {_shape(h_prev)}; "
+            "expected the same shape (N, H)"
+        )
+    hidden = h_prev.shape[1]
+    _check_dim(op, "wx", wx, 0, "x", x, -1)
+    for name, t in (("wx", wx), ("wh", wh), ("b", b)):
+        if t.shape[-1] != 4 * hidden:
+            raise ValueError(
+                f"{op}: {name} has shape {_shape(t)} but h_prev has shape {_shape(h_prev)}; "
+                f"expected {name}.shape[-1] == 4 * H = {4 * hidden} (gates i, f, g, o)"
+            )
+    _check_dim(op, "wh", wh, 0, "h_prev", h_prev, 1)
 
 
 # ---------------------------------------------------------------------------

@@ -50,6 +50,7 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "LSTM",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
@@ -755,6 +756,91 @@ class RNN(Module):
         self.bias.accumulate_grad(db)
         self.h0_grad = dh0
         return dx if input_grad else None
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+class LSTM(Module):
+    """An LSTM over a sequence, batch first: x (N, T, input_size) -> h (N, T, hidden_size).
+
+    Each step is ``F.lstm_step_forward`` (gates i, f, g, o in torch's order):
+    c_t = f_t * c_{t-1} + i_t * g_t, h_t = o_t * tanh(c_t), for t = 1 .. T, starting
+    from the initial state (h_0, c_0) (zeros unless given as ``state``). ``weight_ih`` is
+    (input_size, 4 * hidden_size), ``weight_hh`` (hidden_size, 4 * hidden_size): torch's
+    ``weight_ih_l0``/``weight_hh_l0`` transposed; ``bias`` is the sum of torch's two
+    biases. All start from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as in torch.
+    forward returns every h_t and keeps the last state (h_T, c_T) in ``self.last_state``
+    (to continue a sequence, pass it back as ``state``); backward (through time) takes
+    the gradient of every h_t from outside, returns dx and keeps the gradients of h_0
+    and c_0 in ``self.h0_grad`` and ``self.c0_grad``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = _check_size("input_size", input_size)
+        self.hidden_size = _check_size("hidden_size", hidden_size)
+        bound = 1.0 / math.sqrt(hidden_size)
+        gates = 4 * hidden_size
+        self.weight_ih = Parameter(_uniform((input_size, gates), bound, device, dtype, generator))
+        self.weight_hh = Parameter(_uniform((hidden_size, gates), bound, device, dtype, generator))
+        self.bias = Parameter(_uniform((gates,), bound, device, dtype, generator))
+        self.last_state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.h0_grad: torch.Tensor | None = None
+        self.c0_grad: torch.Tensor | None = None
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1] == 0:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"LSTM: x must be 3-D (N, T, input_size) with T >= 1, got {shape}")
+        if state is None:
+            zeros = x.new_zeros(x.shape[0], self.hidden_size)
+            state = (zeros, zeros)
+        h, c = state
+        wx, wh, b = self.weight_ih.data, self.weight_hh.data, self.bias.data
+        hs, caches = [], []
+        for t in range(x.shape[1]):
+            (h, c), cache = F.lstm_step_forward(x[:, t], h, c, wx, wh, b)
+            hs.append(h)
+            caches.append(cache)
+        self.last_state = (h, c)
+        self._cache = caches
+        return torch.stack(hs, dim=1)
+
+    def backward(self, dout: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
+        caches = self._saved_cache()
+        n_steps = len(caches)
+        if not isinstance(dout, torch.Tensor) or dout.dim() != 3 or dout.shape[1] != n_steps:
+            shape = tuple(dout.shape) if isinstance(dout, torch.Tensor) else type(dout).__name__
+            raise ValueError(
+                f"LSTM.backward: dout must be (N, T, hidden_size) with T = {n_steps}, got {shape}"
+            )
+        dh_next, dc_next = None, None  # the last step has no step after it
+        dxs: list[torch.Tensor] = [dout] * n_steps
+        dwx = dwh = db = None
+        for t in reversed(range(n_steps)):
+            dh = dout[:, t] if dh_next is None else dout[:, t] + dh_next  # output and step t+1
+            dx, dh_next, dc_next, dwx_t, dwh_t, db_t = F.lstm_step_backward(
+                (dh, dc_next), caches[t]
+            )
+            dxs[t] = dx
+            dwx = dwx_t if dwx is None else dwx + dwx_t  # shared weights: sum over the steps
+            dwh = dwh_t if dwh is None else dwh + dwh_t
+            db = db_t if db is None else db + db_t
+        self.weight_ih.accumulate_grad(dwx)
+        self.weight_hh.accumulate_grad(dwh)
+        self.bias.accumulate_grad(db)
+        self.h0_grad, self.c0_grad = dh_next, dc_next
+        return torch.stack(dxs, dim=1) if input_grad else None
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"

@@ -764,3 +764,14 @@ def test_adapters_refuse_unknown_argument_names():
     for adapter in (ag.from_pair, to_torch):
         with pytest.raises(ValueError, match=r"\[.tgt.\].*mse_forward"):
             adapter(F.mse_forward, F.mse_backward, differentiable=("tgt",))
+
+
+def test_lstm_step_is_an_op_on_tensor_with_h_and_c_joined():
+    def reference(x, h, c, wx, wh, b):
+        i, f, g, o = (x @ wx + h @ wh + b).chunk(4, dim=1)
+        c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.cat([torch.sigmoid(o) * torch.tanh(c_next), c_next], dim=1)
+
+    inputs = [randn(3, 2), randn(3, 4, seed=2), randn(3, 4, seed=3), randn(2, 16, seed=4) / 2,
+              randn(4, 16, seed=5) / 2, randn(16, seed=6)]  # fmt: skip
+    compare(ag.lstm_step, reference, inputs)

@@ -795,3 +795,152 @@ def test_maxpool_tie_goes_to_the_first_maximum_in_row_major_order() -> None:
     out, cache = F.maxpool2d_forward(zeros, 2)
     dx = F.maxpool2d_backward(torch.full_like(out, 3.0), cache)
     assert dx.sum().item() == 3.0 and dx[0, 0, 0, 0].item() == 3.0
+
+
+# ---------------------------------------------------------------- LSTM step (a pair of outputs)
+# lstm_step returns out = (h, c) and its backward takes (dh, dc), so it is tested here rather
+# than through Case, whose forward has one output.
+LSTM_DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param(
+        "cuda",
+        id="cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ],
+    ),
+]
+LSTM_SHAPES = [(3, 4, 5), (1, 1, 1), (2, 7, 3), (4, 2, 6)]  # (N, D, H): D > H, D < H, size 1
+
+
+def lstm_step_ref(x, h_prev, c_prev, wx, wh, b):
+    """The LSTM cell in torch ops, gates i, f, g, o; autograd differentiates it."""
+    i, f, g, o = (x @ wx + h_prev @ wh + b).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _lstm_inputs(n: int, d: int, hidden: int, device: str, dtype: torch.dtype, seed: int = 0):
+    x, h, c, wx, wh, b = make_inputs(
+        [(n, d), (n, hidden), (n, hidden), (d, 4 * hidden), (hidden, 4 * hidden), (4 * hidden,)],
+        device,
+        dtype,
+        seed,
+    )
+    return [x, h, c * 2, wx / d**0.5, wh / hidden**0.5, b]  # gates neither linear nor saturated
+
+
+@pytest.mark.parametrize("device", LSTM_DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LSTM_SHAPES, ids=str)
+def test_lstm_step_matches_autograd(shape, dtype: torch.dtype, device: str) -> None:
+    n, d, hidden = shape
+    for seed in (0, 1):
+        inputs = _lstm_inputs(n, d, hidden, device, dtype, seed)
+        before = [t.clone() for t in inputs]
+        (h, c), cache = F.lstm_step_forward(*inputs)
+        dh, dc = make_inputs([(n, hidden), (n, hidden)], device, dtype, seed + 10)
+        dh_before, dc_before = dh.clone(), dc.clone()
+        grads = F.lstm_step_backward((dh, dc), cache)
+
+        leaves = [t.detach().double().clone().requires_grad_(True) for t in inputs]
+        with torch.enable_grad():
+            h_ref, c_ref = lstm_step_ref(*leaves)
+            ref = torch.autograd.grad((h_ref, c_ref), leaves, (dh.double(), dc.double()))
+        for ours, theirs in [(h, h_ref), (c, c_ref), *zip(grads, ref, strict=True)]:
+            assert ours.dtype == dtype and ours.device.type == device
+            assert rel_error(ours, theirs) < TOL[dtype]
+        assert [tuple(g.shape) for g in grads] == [tuple(t.shape) for t in inputs]
+        assert all(torch.equal(a, b) for a, b in zip(inputs, before, strict=True))
+        assert torch.equal(dh, dh_before) and torch.equal(dc, dc_before)
+
+
+@pytest.mark.parametrize("shape", LSTM_SHAPES, ids=str)
+def test_lstm_step_matches_torch_lstm_cell(shape) -> None:
+    n, d, hidden = shape
+    x, h, c, wx, wh, b = _lstm_inputs(n, d, hidden, "cpu", torch.float64, seed=3)
+    cell = torch.nn.LSTMCell(d, hidden, dtype=torch.float64)
+    with torch.no_grad():
+        cell.weight_ih.copy_(wx.T)
+        cell.weight_hh.copy_(wh.T)
+        cell.bias_ih.copy_(b * 0.25)  # torch's two biases only ever appear as their sum
+        cell.bias_hh.copy_(b * 0.75)
+    x_, h_, c_ = (t.clone().requires_grad_(True) for t in (x, h, c))
+    h_ref, c_ref = cell(x_, (h_, c_))
+    dh, dc = make_inputs([(n, hidden), (n, hidden)], "cpu", torch.float64, seed=4)
+    torch.autograd.backward((h_ref, c_ref), (dh, dc))
+
+    (h1, c1), cache = F.lstm_step_forward(x, h, c, wx, wh, b)
+    dx, dh_prev, dc_prev, dwx, dwh, db = F.lstm_step_backward((dh, dc), cache)
+    assert rel_error(h1, h_ref.detach()) < 1e-12 and rel_error(c1, c_ref.detach()) < 1e-12
+    for ours, theirs in [
+        (dx, x_.grad),
+        (dh_prev, h_.grad),
+        (dc_prev, c_.grad),
+        (dwx, cell.weight_ih.grad.T),
+        (dwh, cell.weight_hh.grad.T),
+        (db, cell.bias_ih.grad),
+        (db, cell.bias_hh.grad),
+    ]:
+        assert rel_error(ours, theirs) < 1e-8
+
+
+def test_lstm_step_backward_with_only_dh_or_only_dc() -> None:
+    x, h, c, wx, wh, b = _lstm_inputs(2, 3, 4, "cpu", torch.float64, seed=5)
+    _, cache = F.lstm_step_forward(x, h, c, wx, wh, b)
+    dh = make_inputs([(2, 4)], "cpu", torch.float64, seed=6)[0]
+    for pair, full in [
+        ((dh, None), (dh, torch.zeros_like(dh))),
+        ((None, dh), (torch.zeros_like(dh), dh)),
+    ]:
+        for ours, theirs in zip(
+            F.lstm_step_backward(pair, cache), F.lstm_step_backward(full, cache), strict=True
+        ):
+            assert torch.equal(ours, theirs)
+
+
+def test_lstm_cell_state_path_is_the_forget_gate() -> None:
+    # With dh = 0, dc_prev = dc * f exactly: the cell state's gradient path has no matrix.
+    x, h, c, wx, wh, b = _lstm_inputs(3, 2, 5, "cpu", torch.float64, seed=7)
+    _, cache = F.lstm_step_forward(x, h, c, wx, wh, b)
+    dc = make_inputs([(3, 5)], "cpu", torch.float64, seed=8)[0]
+    f = torch.sigmoid((x @ wx + h @ wh + b)[:, 5:10])
+    dc_prev = F.lstm_step_backward((None, dc), cache)[2]
+    assert rel_error(dc_prev, dc * f) < 1e-14
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "fragments"),
+    [
+        (((2, 3), (2, 4), (2, 4), (3, 16), (4, 16), (16,)), None, []),
+        (((2, 3), (2, 4), (2, 4), (3, 12), (4, 16), (16,)), ValueError, ["wx", "(3, 12)", "16"]),
+        (((2, 3), (2, 4), (2, 5), (3, 16), (4, 16), (16,)), ValueError, ["c_prev", "(2, 5)"]),
+        (((2, 3), (2, 4), (2, 4), (3, 16), (4, 16), (4,)), ValueError, ["b", "(4,)", "4 * H"]),
+        (((2, 3), (3, 4), (3, 4), (3, 16), (4, 16), (16,)), ValueError, ["h_prev", "(3, 4)"]),
+        (((2, 5), (2, 4), (2, 4), (3, 16), (4, 16), (16,)), ValueError, ["wx", "(2, 5)"]),
+        (((2, 3, 1), (2, 4), (2, 4), (3, 16), (4, 16), (16,)), ValueError, ["x", "(N, D)"]),
+    ],
+)
+def test_lstm_step_bad_shapes_give_a_clear_error(args, error, fragments) -> None:
+    inputs = [torch.zeros(shape, dtype=torch.float64) for shape in args]
+    if error is None:
+        F.lstm_step_forward(*inputs)
+        return
+    with pytest.raises(error) as info:
+        F.lstm_step_forward(*inputs)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_lstm_step_bad_dout_gives_a_clear_error() -> None:
+    x, h, c, wx, wh, b = _lstm_inputs(2, 3, 4, "cpu", torch.float64)
+    _, cache = F.lstm_step_forward(x, h, c, wx, wh, b)
+    with pytest.raises(TypeError, match=r"\(dh, dc\)"):
+        F.lstm_step_backward(torch.ones(2, 4, dtype=torch.float64), cache)
+    with pytest.raises(ValueError, match=r"dc has shape \(2, 5\)"):
+        F.lstm_step_backward((None, torch.ones(2, 5, dtype=torch.float64)), cache)
+    with pytest.raises(TypeError, match="float32"):
+        F.lstm_step_backward((torch.ones(2, 4, dtype=torch.float32), None), cache)
+    with pytest.raises(TypeError, match="float64"):
+        F.lstm_step_forward(x, h, c.float(), wx, wh, b)

@@ -60,8 +60,9 @@ def _assert_close(ours: torch.Tensor, reference: torch.Tensor, tol: float, what:
 
 
 # ----------------------------------------------------------------------- functional pairs
-# Pairs without a Case in tests/test_functional.py (their options need state or randomness).
-SPECIAL_PAIRS = {"dropout", "batchnorm"}
+# Pairs without a Case in tests/test_functional.py (their options need state or randomness, or,
+# for lstm_step, the output is a pair (h, c): test_lstm_step_matches_autograd runs on CUDA too).
+SPECIAL_PAIRS = {"dropout", "batchnorm", "lstm_step"}
 
 
 def test_every_functional_pair_is_covered() -> None:
@@ -155,6 +156,7 @@ MODULES: dict[str, tuple[Callable[[torch.Generator], nn.Module], list[Any]]] = {
     "LayerNorm": (lambda g: nn.LayerNorm(5, dtype=F64), [(3, 5)]),
     "Embedding": (lambda g: nn.Embedding(7, 3, generator=g, dtype=F64), [Ints(7, (2, 4))]),
     "RNN": (lambda g: nn.RNN(3, 4, generator=g, dtype=F64), [(2, 5, 3)]),
+    "LSTM": (lambda g: nn.LSTM(3, 4, generator=g, dtype=F64), [(2, 5, 3)]),
     "ReLU": (lambda g: nn.ReLU(), [(3, 4)]),
     "LeakyReLU": (lambda g: nn.LeakyReLU(0.1), [(3, 4)]),
     "Sigmoid": (lambda g: nn.Sigmoid(), [(3, 4)]),

@@ -716,3 +716,82 @@ def assert_same_gradients_on(device: str) -> None:
 @pytest.mark.gpu
 def test_model_on_cuda_matches_cpu():
     assert_same_gradients_on("cuda")
+
+
+# --------------------------------------------------------------------------- LSTM
+def _torch_lstm_twin(m: nn.LSTM) -> torch.nn.LSTM:
+    """torch.nn.LSTM with m's weights: torch's are the transposes, and b = b_ih + b_hh."""
+    t = torch.nn.LSTM(m.input_size, m.hidden_size, batch_first=True, dtype=D64)
+    with torch.no_grad():
+        t.weight_ih_l0.copy_(m.weight_ih.data.T)
+        t.weight_hh_l0.copy_(m.weight_hh.data.T)
+        t.bias_ih_l0.copy_(m.bias.data)
+        t.bias_hh_l0.zero_()
+    return t
+
+
+@pytest.mark.parametrize("given_state", [False, True], ids=["zero state", "given state"])
+def test_lstm_matches_torch_including_state_grads(given_state):
+    gen = torch.Generator().manual_seed(3)
+    lstm = nn.LSTM(3, 4, dtype=D64, generator=gen)
+    reference = _torch_lstm_twin(lstm)
+    x = torch.randn(2, 7, 3, dtype=D64, generator=gen)
+    h0, c0 = (torch.randn(2, 4, dtype=D64, generator=gen) for _ in range(2))
+    dout = torch.randn(2, 7, 4, dtype=D64, generator=gen)
+
+    out = lstm(x, (h0, c0)) if given_state else lstm(x)
+    dx = lstm.backward(dout)
+
+    x_ref = x.clone().requires_grad_()
+    state = [t.clone() if given_state else torch.zeros_like(t) for t in (h0, c0)]
+    state = [t.requires_grad_() for t in state]
+    out_ref, (h_n, c_n) = reference(x_ref, (state[0][None], state[1][None]))
+    out_ref.backward(dout)
+    assert rel_error(out, out_ref.detach()) < 1e-12
+    assert rel_error(lstm.last_state[0], h_n[0].detach()) < 1e-12
+    assert rel_error(lstm.last_state[1], c_n[0].detach()) < 1e-12
+    assert rel_error(dx, x_ref.grad) < 1e-8
+    assert rel_error(lstm.h0_grad, state[0].grad) < 1e-8
+    assert rel_error(lstm.c0_grad, state[1].grad) < 1e-8
+    assert rel_error(lstm.weight_ih.grad, reference.weight_ih_l0.grad.T) < 1e-8
+    assert rel_error(lstm.weight_hh.grad, reference.weight_hh_l0.grad.T) < 1e-8
+    assert rel_error(lstm.bias.grad, reference.bias_ih_l0.grad) < 1e-8
+
+
+def test_lstm_language_model_matches_torch_and_continues_a_sequence():
+    gen = torch.Generator().manual_seed(4)
+    embed = nn.Embedding(9, 5, dtype=D64, generator=gen)
+    lstm = nn.LSTM(5, 6, dtype=D64, generator=gen)
+    ids = torch.randint(0, 9, (3, 8), generator=gen)
+    whole = lstm(embed(ids))
+    first = lstm(embed(ids[:, :5]))
+    rest = lstm(embed(ids[:, 5:]), lstm.last_state)  # carry (h, c) on
+    assert rel_error(torch.cat([first, rest], 1), whole) < 1e-12
+
+    t_embed = torch.nn.Embedding(9, 5, dtype=D64)
+    with torch.no_grad():
+        t_embed.weight.copy_(embed.weight.data)
+    reference = _torch_lstm_twin(lstm)
+    dout = torch.randn(3, 8, 6, dtype=D64, generator=gen)
+    embed.zero_grad()
+    lstm.zero_grad()
+    lstm(embed(ids))
+    embed.backward(lstm.backward(dout))
+    reference(t_embed(ids))[0].backward(dout)
+    assert rel_error(embed.weight.grad, t_embed.weight.grad) < 1e-8
+    assert rel_error(lstm.weight_hh.grad, reference.weight_hh_l0.grad.T) < 1e-8
+
+
+def test_lstm_float32_keeps_its_dtype_and_checks_its_input():
+    lstm = nn.LSTM(2, 3, dtype=torch.float32)
+    out = lstm(torch.randn(4, 5, 2))
+    assert out.dtype == torch.float32 and out.shape == (4, 5, 3)
+    assert lstm.backward(torch.ones(4, 5, 3)).dtype == torch.float32
+    assert repr(lstm) == "LSTM(2, 3)"
+    assert [tuple(p.shape) for p in lstm.parameters()] == [(2, 12), (3, 12), (12,)]
+    with pytest.raises(ValueError, match=r"\(N, T, input_size\)"):
+        lstm(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="T = 5"):
+        lstm.backward(torch.ones(4, 3))
+    with pytest.raises(RuntimeError, match="before forward"):
+        nn.LSTM(2, 2).backward(torch.ones(1, 1, 2))
