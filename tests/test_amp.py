@@ -91,3 +91,27 @@ def test_small_gradients_survive_float16_only_when_scaled():
 def test_bad_settings_raise(kwargs, words):
     with pytest.raises(ValueError, match=words):
         LossScaler(**kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_scaler_matches_torch_grad_scaler_on_cuda():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    ours_p = nn.Parameter(torch.zeros(5, device="cuda"))
+    theirs_p = torch.nn.Parameter(torch.zeros(5, device="cuda"))
+    ours_opt = optim.SGD([ours_p], lr=0.1)
+    theirs_opt = torch.optim.SGD([theirs_p], lr=0.1)
+    ours = LossScaler(growth_interval=2)
+    theirs = torch.amp.GradScaler("cuda", growth_interval=2)
+    theirs.scale(torch.ones((), device="cuda"))
+    for overflow in [0, 0, 1, 0, 0, 0, 1, 1, 0]:
+        scaled = torch.randn(5, generator=g, device="cuda") * ours.get_scale()
+        if overflow:
+            scaled[2] = float("nan")
+        ours_p.grad, theirs_p.grad = scaled.clone(), scaled.clone()
+        ours.step(ours_opt, [ours_p])
+        theirs.step(theirs_opt)
+        ours.update()
+        theirs.update()
+        assert torch.equal(ours_p.data, theirs_p.data)
+        assert ours.get_scale() == theirs.get_scale()
