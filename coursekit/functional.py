@@ -34,7 +34,8 @@ Contents, in the order a course meets them:
 6. convolution and pooling   conv2d, maxpool2d
 7. recurrence                rnn_step, rnn, lstm_step
 8. look-up tables            embedding
-9. input checks              small private helpers shared by every op
+9. attention                 softmax (with its backward), gelu, attention
+10. input checks             small private helpers shared by every op
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ __all__ = [
     "lstm_step_backward",
     "embedding_forward",
     "embedding_backward",
+    "softmax_forward",
+    "softmax_backward",
+    "gelu_forward",
+    "gelu_backward",
+    "attention_forward",
+    "attention_backward",
 ]
 
 
@@ -795,7 +802,156 @@ def embedding_backward(dout: Tensor, cache: Cache) -> Tensor:
 
 
 # ---------------------------------------------------------------------------
-# 9. Input checks
+# 9. Attention (lesson 14)
+#
+# softmax with its own backward, GELU, and scaled dot-product attention: the
+# three new pieces of a transformer (layer norm is in section 5). The softmax
+# Jacobian diag(p) - p p^T is never built; the row-sum shortcut applies it.
+# ---------------------------------------------------------------------------
+
+
+def softmax_forward(x: Tensor, dim: int = -1) -> tuple[Tensor, Cache]:
+    """p = exp(x) / sum(exp(x)) along ``dim``, stably (the maximum is subtracted first).
+
+    Backward: the Jacobian of one softmax vector is dp_i/dx_j = p_i (delta_ij - p_j),
+    i.e. diag(p) - p p^T, and it is symmetric, so
+    dx_j = sum_i dout_i p_i (delta_ij - p_j) = p_j (dout_j - sum_i dout_i p_i):
+    dx = p * (dout - rowsum(dout * p)), never forming the (n, n) matrix. The cache is p.
+    """
+    op = "softmax_forward"
+    _check_float(op, "x", x)
+    dim = _check_axis(op, "dim", dim, x)
+    p = softmax(x, dim)
+    return p, (p, dim)
+
+
+def softmax_backward(dout: Tensor, cache: Cache) -> Tensor:
+    """dx = p * (dout - sum(dout * p, dim)); see softmax_forward."""
+    p, dim = cache
+    _check_dout("softmax_backward", dout, p.shape)
+    return p * (dout - (dout * p).sum(dim=dim, keepdim=True))
+
+
+def _check_axis(op: str, name: str, dim: Any, x: Tensor) -> int:
+    """dim is an int naming a dim of x (negative counts from the end); returned >= 0."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{op}: {name} must be an int, got {dim!r}")
+    if not -x.dim() <= dim < max(x.dim(), 1) or x.dim() == 0:
+        raise ValueError(
+            f"{op}: {name}={dim} is out of range for x of shape {_shape(x)} "
+            f"(it needs at least 1 dim; {name} in [-{x.dim()}, {x.dim()}))"
+        )
+    return dim % x.dim()
+
+
+_SQRT_2 = 2.0**0.5
+_SQRT_2_OVER_PI = (2.0 / torch.pi) ** 0.5
+_INV_SQRT_2PI = (2.0 * torch.pi) ** -0.5
+_GELU_CUBIC = 0.044715
+
+
+def gelu_forward(x: Tensor, approximate: str = "none") -> tuple[Tensor, Cache]:
+    """Gaussian error linear unit (Hendrycks and Gimpel, 2016), as torch.nn.functional.gelu.
+
+    "none":  out = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2, the normal CDF.
+             d out/dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+    "tanh":  out = x (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3) (GPT-2's form).
+             d out/dx = (1 + t) / 2 + x (1 - t^2) / 2 * du/dx, t = tanh(u),
+             du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+    dx = dout * d out/dx; the cache is x.
+    """
+    op = "gelu_forward"
+    _check_float(op, "x", x)
+    if approximate == "none":
+        out = x * (0.5 * (1.0 + torch.erf(x / _SQRT_2)))
+    elif approximate == "tanh":
+        out = 0.5 * x * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3)))
+    else:
+        raise ValueError(f'{op}: approximate must be "none" or "tanh", got {approximate!r}')
+    return out, (x, approximate)
+
+
+def gelu_backward(dout: Tensor, cache: Cache) -> Tensor:
+    """dx = dout * gelu'(x); see gelu_forward for both derivatives."""
+    x, approximate = cache
+    _check_dout("gelu_backward", dout, x.shape)
+    if approximate == "none":
+        cdf = 0.5 * (1.0 + torch.erf(x / _SQRT_2))
+        pdf = torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+        return dout * (cdf + x * pdf)
+    t = torch.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3))
+    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * x * x)
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+
+
+def attention_forward(
+    q: Tensor, k: Tensor, v: Tensor, causal: bool = False
+) -> tuple[Tensor, Cache]:
+    """Scaled dot-product attention (Vaswani et al., 2017): out = softmax(q k^T / sqrt(d)) v.
+
+    q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv) -> out (..., Tq, dv); the leading
+    (batch, head) dims of the three must be equal. With ``causal``, query i sees the
+    keys j <= i only (as torch's scaled_dot_product_attention(is_causal=True)): the
+    scores above the diagonal are set to -inf, so their weights are exactly 0.
+    With s = q k^T / sqrt(d), p = softmax(s) over the keys, out = p v, backward is
+    the chain rule through the three steps:
+        dv = p^T dout,   dp = dout v^T,   ds = p * (dp - rowsum(dp * p))  (softmax_backward),
+        dq = ds k / sqrt(d),   dk = ds^T q / sqrt(d).
+    A masked entry has p = 0, hence ds = 0: no gradient flows through it. The cache
+    keeps p, (..., Tq, Tk): memory that grows with T^2.
+    """
+    op = "attention_forward"
+    _check_float(op, "q", q)
+    _check_float(op, "k", k)
+    _check_float(op, "v", v)
+    _check_same_kind(op, "q", q, k=k, v=v)
+    for name, t, layout in (
+        ("q", q, "(..., Tq, d)"),
+        ("k", k, "(..., Tk, d)"),
+        ("v", v, "(..., Tk, dv)"),
+    ):
+        if t.dim() < 2:
+            raise ValueError(
+                f"{op}: {name} must be {layout} with at least 2 dims, but has shape {_shape(t)}"
+            )
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        raise ValueError(
+            f"{op}: q, k and v must have the same leading (batch, head) dims; got q {_shape(q)}, "
+            f"k {_shape(k)}, v {_shape(v)}"
+        )
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(
+            f"{op}: q (..., Tq, d) and k (..., Tk, d) need the same d; "
+            f"got q {_shape(q)}, k {_shape(k)}"
+        )
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(
+            f"{op}: k (..., Tk, d) and v (..., Tk, dv) need the same Tk; "
+            f"got k {_shape(k)}, v {_shape(v)}"
+        )
+    if not isinstance(causal, bool):
+        raise TypeError(f"{op}: causal must be True or False, got {causal!r}")
+    scale = q.shape[-1] ** -0.5
+    s = (q @ k.transpose(-2, -1)) * scale  # (..., Tq, Tk)
+    if causal:
+        above = torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).triu(1)
+        s = s.masked_fill(above, float("-inf"))  # every row keeps key 0, so no row is all -inf
+    p = softmax(s, dim=-1)
+    return p @ v, (q, k, v, p, scale)
+
+
+def attention_backward(dout: Tensor, cache: Cache) -> tuple[Tensor, Tensor, Tensor]:
+    """(dq, dk, dv); see attention_forward for the derivation."""
+    q, k, v, p, scale = cache
+    _check_dout("attention_backward", dout, (*p.shape[:-1], v.shape[-1]))
+    dv = p.transpose(-2, -1) @ dout  # (..., Tk, dv)
+    dp = dout @ v.transpose(-2, -1)  # (..., Tq, Tk)
+    ds = p * (dp - (dp * p).sum(dim=-1, keepdim=True)) * scale  # the 1/sqrt(d) of s, once
+    return ds @ k, ds.transpose(-2, -1) @ q, dv
+
+
+# ---------------------------------------------------------------------------
+# 10. Input checks
 #
 # Each raises TypeError (not a tensor, wrong dtype) or ValueError (wrong shape
 # or device) with a message that starts with the op's name and names the
