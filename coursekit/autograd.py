@@ -71,11 +71,13 @@ __all__ = [
     "Function",
     "Node",
     "Tensor",
+    "attention",
     "batchnorm",
     "conv2d",
     "dropout",
     "embedding",
     "from_pair",
+    "gelu",
     "is_grad_enabled",
     "layernorm",
     "leaky_relu",
@@ -88,6 +90,7 @@ __all__ = [
     "rnn",
     "rnn_step",
     "sigmoid",
+    "softmax",
     "softmax_cross_entropy",
     "tanh",
     "to_torch",
@@ -893,6 +896,9 @@ maxpool2d = from_pair(F.maxpool2d_forward, F.maxpool2d_backward)
 embedding = from_pair(F.embedding_forward, F.embedding_backward)
 rnn_step = from_pair(F.rnn_step_forward, F.rnn_step_backward)
 rnn = from_pair(F.rnn_forward, F.rnn_backward)
+softmax = from_pair(F.softmax_forward, F.softmax_backward)
+gelu = from_pair(F.gelu_forward, F.gelu_backward)
+attention = from_pair(F.attention_forward, F.attention_backward)
 
 
 def _lstm_step_joined_forward(

@@ -302,3 +302,19 @@ def test_attention_on_cuda_keeps_the_device(causal) -> None:
         tol=1e-8,
         options={"causal": causal},
     )
+
+
+# ---------------------------------------------------------------- as operations on Tensor
+def test_pairs_are_ops_of_coursekit_autograd() -> None:
+    import coursekit.autograd as ag
+
+    q, k, v = _randn(2, 4, 3, seed=30), _randn(2, 5, 3, seed=31), _randn(2, 5, 2, seed=32)
+    leaves = [ag.Tensor(t.clone(), requires_grad=True) for t in (q, k, v)]
+    out = ag.gelu(ag.softmax(ag.attention(*leaves, causal=True), dim=1), approximate="tanh")
+    out.sum().backward()
+    refs = [t.clone().requires_grad_(True) for t in (q, k, v)]
+    expected = tF.gelu(torch.softmax(attention_ref(*refs, causal=True), dim=1), approximate="tanh")
+    expected.sum().backward()
+    torch.testing.assert_close(out.data, expected.detach(), rtol=1e-12, atol=1e-12)
+    for ours, ref in zip(leaves, refs, strict=True):
+        torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-10, atol=1e-12)

@@ -75,6 +75,14 @@ def rnn_ref(x, h0, wx, wh, b):
     return torch.stack(hs, dim=1)
 
 
+def softmax_ref(x, dim=-1):
+    return torch.softmax(x, dim=dim)
+
+
+def attention_ref(q, k, v, causal=False):
+    return tF.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
 # --------------------------------------------------------------------------- cases
 @dataclass(frozen=True)
 class Case:
@@ -148,6 +156,14 @@ CASES = [
     # look-up table: 5 rows, 12 look-ups, so rows repeat
     Case("embedding", (Ints(5, (3, 4)), (5, 3)), tF.embedding, wrt=(1,)),
     Case("embedding", (Ints(2, (1,)), (2, 1)), tF.embedding, wrt=(1,)),
+    # attention pieces (more in tests/test_attention.py): Tq != Tk, T = 1, head dims, causal
+    Case("softmax", ((4, 7),), softmax_ref),
+    Case("softmax", ((2, 3, 5),), softmax_ref, {"dim": 1}),
+    Case("gelu", ((4, 7),), tF.gelu),
+    Case("gelu", ((2, 3, 5),), tF.gelu, {"approximate": "tanh"}),
+    Case("attention", ((2, 5, 4), (2, 3, 4), (2, 3, 6)), attention_ref),
+    Case("attention", ((2, 2, 6, 3), (2, 2, 6, 3), (2, 2, 6, 3)), attention_ref, {"causal": True}),
+    Case("attention", ((1, 2), (1, 2), (1, 1)), attention_ref, {"causal": True}),
 ]
 CASE_PARAMS = [pytest.param(case, id=case.id) for case in CASES]
 
