@@ -522,21 +522,30 @@ def conv2d_forward(
 def conv2d_backward(dout: Tensor, cache: Cache) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dw, db); see conv2d_forward for the derivation.
 
-    dx is the transposed convolution of dout with w (conv_transpose2d), dw the
-    weight-gradient correlation of x with dout (torch.nn.grad.conv2d_weight), db a sum.
-    With stride S the floor in Ho can leave up to S - 1 rows (columns) at the bottom
-    (right) of x_pad that no window reads; conv_transpose2d's output_padding appends
-    them, with gradient 0, so that dx has x's shape.
+    dx is the transposed convolution of dout with w, the same as
+        conv_transpose2d(dout, w, stride=S, padding=P, output_padding=unread)
+    where ``unread`` counts the rows (columns) at the bottom (right) of x_pad that no
+    window reads (the floor in Ho leaves up to S - 1 of them; their gradient is 0);
+    dw is the correlation of x_pad with dout, torch.nn.grad.conv2d_weight(x, w.shape,
+    dout, S, P); db is a sum. torch's convolution_backward kernel computes dx and dw in
+    one call (the two functions above each call it for one of them): the call autograd
+    makes, which shares work between the two (the unfolded input, in float64 on a CPU).
     """
     x, w, stride, padding, out_shape = cache
     _check_dout("conv2d_backward", dout, out_shape)
-    (ho, wo), (kh, kw) = out_shape[2:], w.shape[2:]
-    unread = (
-        x.shape[2] + 2 * padding[0] - ((ho - 1) * stride[0] + kh),
-        x.shape[3] + 2 * padding[1] - ((wo - 1) * stride[1] + kw),
+    dx, dw, _ = torch.ops.aten.convolution_backward(
+        dout,
+        x,
+        w,
+        None,  # no bias gradient here: db is the sum below
+        stride,
+        padding,
+        (1, 1),  # dilation
+        False,  # not a transposed convolution
+        (0, 0),  # output_padding (of a transposed convolution)
+        1,  # groups
+        (True, True, False),  # compute dx and dw
     )
-    dx = _torch_F.conv_transpose2d(dout, w, stride=stride, padding=padding, output_padding=unread)
-    dw = torch.nn.grad.conv2d_weight(x, w.shape, dout, stride=stride, padding=padding)
     db = dout.sum((0, 2, 3))
     return dx, dw, db
 
