@@ -8,7 +8,7 @@ import torch
 from coursekit import functional as F
 from tests import _item_suite as suite
 
-ITEMS_10 = {"10.rnn_step_backward": 2, "10.bptt": 3}
+ITEMS_10 = {"10.rnn_step_backward": 2, "10.bptt": 3, "10.lstm_step_backward": 3}
 
 
 # ---------------------------------------------------------------------------- correct code
@@ -43,9 +43,41 @@ def bptt_with_coursekit(dhs, caches):
     return F.rnn_backward(dhs, (x, h0, wx, wh, hs))
 
 
+def _lstm_grads(dout, cache, order="ifgo", through_h=True, sigmoid_slope=True, forget=True):
+    # the LSTM step's backward by hand; the keywords switch on a classic mistake
+    dh, dc = dout
+    x, h_prev, c_prev, wx, wh, i, f, g, o, c = cache
+    tanh_c = torch.tanh(c)
+    dc_total = dc + dh * o * (1 - tanh_c**2) if through_h else dc
+    slope = {"i": i * (1 - i), "f": f * (1 - f), "o": o * (1 - o)} if sigmoid_slope else {}
+    d = {
+        "i": dc_total * g * slope.get("i", 1.0),
+        "f": dc_total * c_prev * slope.get("f", 1.0),
+        "g": dc_total * i * (1 - g**2),
+        "o": dh * tanh_c * slope.get("o", 1.0),
+    }
+    da = torch.cat([d[k] for k in order], dim=1)
+    dc_prev = dc_total * f if forget else dc_total
+    return da @ wx.T, da @ wh.T, dc_prev, x.T @ da, h_prev.T @ da, da.sum(0)
+
+
+def lstm_step_backward_by_hand(dout, cache):
+    return _lstm_grads(dout, cache)
+
+
+def lstm_step_backward_with_coursekit(dout, cache):
+    x, h_prev, c_prev, wx, wh, i, f, g, o, _ = cache
+    # the cache has no b: recover it from the gates, a = x @ wx + h_prev @ wh + b
+    a = torch.cat([torch.logit(i), torch.logit(f), torch.atanh(g), torch.logit(o)], dim=1)
+    b = (a - x @ wx - h_prev @ wh).mean(0)
+    _, ck_cache = F.lstm_step_forward(x, h_prev, c_prev, wx, wh, b)
+    return F.lstm_step_backward(dout, ck_cache)
+
+
 SOLUTIONS = {
     "10.rnn_step_backward": [rnn_step_backward_by_hand, rnn_step_backward_with_coursekit],
     "10.bptt": [bptt_by_hand, bptt_with_coursekit],
+    "10.lstm_step_backward": [lstm_step_backward_by_hand],
 }
 
 
@@ -98,6 +130,22 @@ def bptt_in_place(dhs, caches):
     return out
 
 
+def lstm_no_path_through_h(dout, cache):
+    return _lstm_grads(dout, cache, through_h=False)
+
+
+def lstm_no_sigmoid_slope(dout, cache):
+    return _lstm_grads(dout, cache, sigmoid_slope=False)
+
+
+def lstm_gates_in_cs231n_order(dout, cache):
+    return _lstm_grads(dout, cache, order="ifog")
+
+
+def lstm_dc_prev_without_forget_gate(dout, cache):
+    return _lstm_grads(dout, cache, forget=False)
+
+
 MISTAKES = [
     ("10.rnn_step_backward", step_no_tanh_derivative, "tanh derivative is missing"),
     ("10.rnn_step_backward", step_db_not_summed, "summed over the batch"),
@@ -107,6 +155,10 @@ MISTAKES = [
     ("10.bptt", bptt_no_future, "gradient from later steps is missing"),
     ("10.bptt", bptt_last_step_weights, "only holds the last step"),
     ("10.bptt", bptt_in_place, "modified its input"),
+    ("10.lstm_step_backward", lstm_no_path_through_h, "path from c through h is missing"),
+    ("10.lstm_step_backward", lstm_no_sigmoid_slope, "sigmoid derivative"),
+    ("10.lstm_step_backward", lstm_gates_in_cs231n_order, "wrong order"),
+    ("10.lstm_step_backward", lstm_dc_prev_without_forget_gate, "misses the forget gate"),
 ]
 
 
@@ -123,6 +175,10 @@ def test_reference_solution_gets_full_marks(name):
 @pytest.mark.parametrize("name", list(ITEMS_10))
 def test_reference_solution_passes_on_many_seeds(name):
     suite.assert_passes_on_seeds(name, SOLUTIONS[name], seeds=8)
+
+
+def test_coursekit_lstm_step_backward_agrees_with_the_grader():
+    suite.assert_passes_on_seeds("10.lstm_step_backward", [lstm_step_backward_with_coursekit], 8)
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,17 @@
-"""Graded items of lesson 10 (recurrent nets): one RNN step backward, and BPTT.
+"""Graded items of lesson 10 (recurrent nets): one RNN step backward, BPTT, one LSTM step backward.
 
-The references are torch.autograd through h = tanh(x @ wx + h_prev @ wh + b).
-The classic mistakes are recomputed directly: the tanh derivative (1 - h^2)
-left out, db not summed over the batch, weight gradients with the product the
-wrong way round, the gradient from later steps left out of dh_t, and weight
-gradients that keep only the last step instead of summing over time.
+Steps are numbered t = 1 .. T and h_0 is the initial state, as in the lesson; in code the
+step index starts at 0, so x[:, t] is x_{t+1} and caches[0] is step 1's cache, whose
+h_prev (caches[0][1]) is h_0.
+
+The references are torch.autograd through h_t = tanh(x_t @ wx + h_{t-1} @ wh + b), and
+through the LSTM cell (gates i, f, g, o in torch's order). The classic mistakes are
+recomputed directly: the tanh derivative (1 - h^2) left out, db not summed over the batch,
+weight gradients with the product the wrong way round, the gradient from later steps left
+out of dh_t, weight gradients that keep only the last step instead of summing over time;
+for the LSTM, the path from c through h = o * tanh(c) left out or without tanh's slope, the
+gates' sigmoid slopes left out, the gates in the wrong order (i, f, o, g), and dc_prev
+without the forget gate.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from coursekit.grading.registry import item
 
 
 def _step(x, h_prev, wx, wh, b):
-    """h = tanh(x @ wx + h_prev @ wh + b) and its cache (x, h_prev, wx, wh, h)."""
+    """h_t = tanh(x_t @ wx + h_{t-1} @ wh + b) and its cache (x_t, h_{t-1}, wx, wh, h_t)."""
     h = torch.tanh(x @ wx + h_prev @ wh + b)
     return h, (x, h_prev, wx, wh, h)
 
@@ -163,7 +170,8 @@ def _bptt(dhs, caches, from_future: bool, last_only: bool):
     points=3,
     description="backprop through time: (dx, dh0, dwx, dwh, db) of a vanilla RNN over T steps",
     signature="fn(dhs, caches) -> (dx, dh0, dwx, dwh, db), dhs (N, T, H), "
-    "caches = list of T step caches (x_t, h_prev, wx, wh, h_t)",
+    "caches = list of T step caches (x_t, h_{t-1}, wx, wh, h_t) for t = 1 .. T, "
+    "so caches[0][1] is the initial state h_0",
     covers="T = 1, 2, 5 and 8, D < H and D > H, batch 1",
     timeout=30.0,
 )
@@ -211,4 +219,147 @@ def bptt(ctx: GradingContext, fn) -> None:
                 mistakes=mistakes,
                 batch=n,
                 shape_of={"dx": "x", "dh0": "h0", "dwx": "wx", "dwh": "wh", "db": "b"},
+            )
+
+
+# ---------------------------------------------------------------------------- 10.lstm_step_backward
+def _lstm_step(x, h_prev, c_prev, wx, wh, b):
+    """One LSTM step, gates i, f, g, o (torch's order): out (h, c) and the item's cache.
+
+    cache = (x, h_prev, c_prev, wx, wh, i, f, g, o, c): the inputs, the four gate values
+    (N, H) each, and the new cell state c.
+    """
+    hidden = h_prev.shape[1]
+    a = x @ wx + h_prev @ wh + b
+    i, f, o = (torch.sigmoid(a[:, k * hidden : (k + 1) * hidden]) for k in (0, 1, 3))
+    g = torch.tanh(a[:, 2 * hidden : 3 * hidden])
+    c = f * c_prev + i * g
+    h = o * torch.tanh(c)
+    return (h, c), (x, h_prev, c_prev, wx, wh, i, f, g, o, c)
+
+
+def _lstm_by_hand(
+    dh,
+    dc,
+    cache,
+    *,
+    through_h: bool = True,
+    tanh_slope: bool = True,
+    sigmoid_slopes: bool = True,
+    order: str = "ifgo",
+    forget_in_dc_prev: bool = True,
+):
+    """The backward by hand, with the classic mistakes switchable (all off: correct)."""
+    x, h_prev, c_prev, wx, wh, i, f, g, o, c = cache
+    tanh_c = torch.tanh(c)
+    dc_total = dc
+    if through_h:
+        dc_total = dc + dh * o * ((1 - tanh_c**2) if tanh_slope else 1.0)
+    slopes = {
+        "i": i * (1 - i) if sigmoid_slopes else 1.0,
+        "f": f * (1 - f) if sigmoid_slopes else 1.0,
+        "g": 1 - g**2,
+        "o": o * (1 - o) if sigmoid_slopes else 1.0,
+    }
+    d_gate = {"i": dc_total * g, "f": dc_total * c_prev, "g": dc_total * i, "o": dh * tanh_c}
+    da = torch.cat([d_gate[k] * slopes[k] for k in order], dim=1)
+    dc_prev = dc_total * f if forget_in_dc_prev else dc_total
+    return da @ wx.T, da @ wh.T, dc_prev, x.T @ da, h_prev.T @ da, da.sum(0)
+
+
+_LSTM_NAMES = ("dx", "dh_prev", "dc_prev", "dwx", "dwh", "db")
+_LSTM_MISTAKES = {
+    "through_h": (
+        {"through_h": False},
+        "the path from c through h is missing: h = o * tanh(c), so the gradient reaching c is "
+        "dc_total = dc + dh * o * (1 - tanh(c)**2), and every gate gradient uses dc_total.",
+    ),
+    "tanh_slope": (
+        {"tanh_slope": False},
+        "the derivative of tanh(c) is missing: h = o * tanh(c), so c gets "
+        "dh * o * (1 - tanh(c)**2) from h, not dh * o.",
+    ),
+    "sigmoid_slopes": (
+        {"sigmoid_slopes": False},
+        "the sigmoid derivative of the gates is missing: i = sigmoid(a_i), so "
+        "da_i = di * i * (1 - i), and the same for f and o (g = tanh(a_g) gets 1 - g**2).",
+    ),
+    "order": (
+        {"order": "ifog"},
+        "the gates are in the wrong order: a = x @ wx + h_prev @ wh + b holds the blocks "
+        "i, f, g, o (torch's order), so da = cat([da_i, da_f, da_g, da_o], dim=1).",
+    ),
+    "forget": (
+        {"forget_in_dc_prev": False},
+        "dc_prev misses the forget gate: c = f * c_prev + i * g, so dc_prev = dc_total * f.",
+    ),
+}
+
+
+@item(
+    "10.lstm_step_backward",
+    points=3,
+    description="dx, dh_prev, dc_prev, dwx, dwh, db of one LSTM step (gates i, f, g, o)",
+    signature="fn((dh, dc), cache) -> (dx, dh_prev, dc_prev, dwx, dwh, db), "
+    "cache = (x, h_prev, c_prev, wx, wh, i, f, g, o, c)",
+    covers="D < H, D > H, batch 1, a single hidden unit",
+    timeout=30.0,
+)
+def lstm_step_backward(ctx: GradingContext, fn) -> None:
+    for n, d, hidden in [(3, 4, 5), (2, 6, 3), (1, 3, 2), (4, 2, 4), (3, 2, 1)]:
+        wx = ctx.randn(d, 4 * hidden, scale=1.0 / d**0.5)
+        wh = ctx.randn(hidden, 4 * hidden, scale=0.8 / hidden**0.5)
+        b = ctx.randn(4 * hidden, scale=0.3)
+        x, h_prev, c_prev = ctx.randn(n, d), ctx.randn(n, hidden, scale=0.5), ctx.randn(n, hidden)
+        _, cache = _lstm_step(x, h_prev, c_prev, wx, wh, b)
+        dh, dc = ctx.randn(n, hidden), ctx.randn(n, hidden)
+        with ctx.case(describe_shapes(x=x, h_prev=h_prev, wx=wx, wh=wh)):
+            expected = _autograd(
+                lambda *args: _lstm_step(*args)[0],
+                (x, h_prev, c_prev, wx, wh, b),
+                (dh, dc),
+            )
+            mistakes: dict[str, list[Mistake]] = {name: [] for name in _LSTM_NAMES}
+            for switches, hint in _LSTM_MISTAKES.values():
+                wrong = _lstm_by_hand(dh, dc, cache, **switches)
+                for name, bad, good in zip(_LSTM_NAMES, wrong, expected, strict=True):
+                    if not torch.allclose(bad, good, rtol=1e-6, atol=1e-9):
+                        mistakes[name].append(Mistake(bad, hint))
+            right = _lstm_by_hand(dh, dc, cache)
+            mistakes["db"].append(
+                Mistake(
+                    right[5] / n,
+                    "db is averaged over the batch; it is a sum: db = da.sum(0).",
+                )
+            )
+            got = ctx.call(
+                fn,
+                (dh, dc),
+                cache,
+                names=("dout", "cache"),
+                labels={
+                    "dout[0]": "dout[0] (dh)",
+                    "dout[1]": "dout[1] (dc)",
+                    **{
+                        f"cache[{k}]": f"cache[{k}] ({name})"
+                        for k, name in enumerate(
+                            ("x", "h_prev", "c_prev", "wx", "wh", "i", "f", "g", "o", "c")
+                        )
+                    },
+                },
+            )
+            ctx.compare(
+                got,
+                expected,
+                _LSTM_NAMES,
+                mistakes=mistakes,
+                batch=n,
+                shape_of={
+                    "dx": "x",
+                    "dh_prev": "h_prev",
+                    "dc_prev": "c_prev",
+                    "dwx": "wx",
+                    "dwh": "wh",
+                    "db": "b",
+                },
             )
