@@ -11,7 +11,6 @@ torch's saved tensors; a collective simulated exactly (every rank's k-th
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from coursekit import nn
 from coursekit.checkpoint import saved_bytes as _saved_bytes
@@ -24,6 +23,8 @@ from coursekit.grading.registry import item
 # ---------------------------------------------------------------------------- 12.flops
 def _counted_flops(batch: int, sizes: list[int]) -> tuple[int, int]:
     """(forward, backward) FLOPs that torch counts on a coursekit MLP with these sizes."""
+    from torch.utils.flop_counter import FlopCounterMode  # imported when grading, not before
+
     g = torch.Generator().manual_seed(0)
     layers: list[nn.Module] = []
     for d, h in zip(sizes[:-1], sizes[1:], strict=True):
