@@ -11,7 +11,10 @@ b. conv2d on several shapes (``CONV_SHAPES``), forward + backward:
    convolution) against ``torch.nn.functional.conv2d`` + autograd; and max pooling,
    ``F.maxpool2d_forward/backward`` against ``torch.nn.functional.max_pool2d`` + autograd;
 c. the scalar engine ``coursekit.scalar.Value``: how many nodes per second its
-   ``backward()`` processes on a large random expression graph.
+   ``backward()`` processes on a large random expression graph;
+d. the scalar engine against Karpathy's micrograd (its recursive ``backward()``), on the same
+   MLP-shaped graph built with each engine: only when ``micrograd`` is installed
+   (``pip install micrograd``; the row is skipped otherwise).
 
 Timing method: both variants of a benchmark are timed in the same loop, alternating
 (manual then autograd, then autograd then manual, ...), so that a change of machine load
@@ -32,6 +35,7 @@ import argparse
 import platform
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +46,11 @@ from coursekit import functional as F
 from coursekit.device import default_device, describe
 from coursekit.gradcheck import rel_error
 from coursekit.scalar import Value, topological_order
+
+try:  # optional: only the comparison row (d) needs it
+    from micrograd.engine import Value as MicrogradValue
+except ImportError:  # pragma: no cover - depends on the environment
+    MicrogradValue = None
 
 __all__ = ["BenchResult", "main", "run_benchmarks", "format_table"]
 
@@ -58,6 +67,7 @@ class BenchResult:
         autograd_s: median seconds of one call of the autograd version (None for (c)).
         max_rel_error: largest relative error between the two versions' results.
         nodes: for the scalar engine, the number of nodes in the graph.
+        micrograd_s: for (d), median seconds of micrograd's ``backward()`` on the same graph.
     """
 
     name: str
@@ -65,6 +75,7 @@ class BenchResult:
     autograd_s: float | None = None
     max_rel_error: float | None = None
     nodes: int | None = None
+    micrograd_s: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -74,6 +85,11 @@ class BenchResult:
     @property
     def nodes_per_second(self) -> float | None:
         return None if self.nodes is None else self.nodes / self.manual_s
+
+    @property
+    def micrograd_ratio(self) -> float | None:
+        """coursekit time / micrograd time (below 1: coursekit's backward is faster)."""
+        return None if self.micrograd_s is None else self.manual_s / self.micrograd_s
 
 
 # ------------------------------------------------------------------------------- timing
@@ -305,6 +321,74 @@ def bench_scalar(repeats: int, quick: bool) -> BenchResult:
     return BenchResult(name, statistics.median(times), nodes=nodes)
 
 
+# --------------------------------------------------------- (d) the scalar engine vs micrograd
+def mlp_graph(value_class: type, width: int = 64, depth: int = 6, seed: int = 0) -> tuple:
+    """The graph of an MLP on one example, built from ``value_class`` scalars.
+
+    ``depth`` layers of ``width`` ReLU units, each unit b + w_1 a_1 + ... + w_n a_n as in
+    micrograd's ``Neuron``, on ``width`` inputs; the root adds up the last layer's outputs.
+    Only ``+``, ``*`` and ``relu`` are used, which every scalar engine has. The weights come
+    from ``seed``, so two engines get the same numbers. Returns (root, leaves).
+    """
+    rng = random.Random(seed)
+    activations = [value_class(rng.uniform(-1, 1)) for _ in range(width)]
+    leaves = list(activations)
+    for _ in range(depth):
+        layer = []
+        for _ in range(width):
+            weights = [value_class(rng.uniform(-1, 1) / width**0.5) for _ in range(width)]
+            bias = value_class(0.0)
+            leaves += [*weights, bias]
+            unit = sum((w * a for w, a in zip(weights, activations, strict=True)), bias)
+            layer.append(unit.relu())
+        activations = layer
+    return sum(activations[1:], activations[0]), leaves
+
+
+def bench_micrograd(repeats: int, quick: bool) -> BenchResult | None:
+    """``Value.backward()`` against micrograd's, on the same MLP-shaped graph (None without it).
+
+    Each engine builds its graph once; then the two backward passes are timed alternately,
+    one call each per repetition (a call lasts tens of milliseconds), and the median is kept.
+    Before timing, the leaves' gradients of the two engines are compared.
+    """
+    if MicrogradValue is None:
+        return None
+    width, depth = (16, 3) if quick else (64, 6)
+    ours, our_leaves = mlp_graph(Value, width, depth)
+    theirs, their_leaves = mlp_graph(MicrogradValue, width, depth)
+    ours.backward()
+    theirs.backward()
+    error = rel_error(
+        torch.tensor([leaf.grad for leaf in our_leaves], dtype=torch.float64),
+        torch.tensor([float(leaf.grad) for leaf in their_leaves], dtype=torch.float64),
+    )
+    # micrograd orders the graph by recursion: one Python call per node of the longest path
+    needed = 2 * depth * (width + 3) + width + 100
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, needed))
+    try:
+        times_ours, times_theirs = [], []
+        for r in range(repeats):
+            for backward, times in [(ours.backward, times_ours), (theirs.backward, times_theirs)][
+                :: 1 if r % 2 == 0 else -1
+            ]:
+                start = time.perf_counter()
+                backward()
+                times.append(time.perf_counter() - start)
+    finally:
+        sys.setrecursionlimit(limit)
+    nodes = len(topological_order(ours))
+    name = f"Value.backward() vs micrograd, MLP {depth}x{width} ReLU, {nodes:,} nodes"
+    return BenchResult(
+        name,
+        statistics.median(times_ours),
+        max_rel_error=error,
+        nodes=nodes,
+        micrograd_s=statistics.median(times_theirs),
+    )
+
+
 # -------------------------------------------------------------------------------- report
 def run_benchmarks(
     device: torch.device | str | None = None,
@@ -324,6 +408,7 @@ def run_benchmarks(
             *(bench_conv2d(device, dtype, repeats, shape=shape) for shape in conv_shapes),
             *(bench_maxpool2d(device, dtype, repeats, shape=shape) for shape in pool_shapes),
             bench_scalar(repeats, quick),
+            *filter(None, [bench_micrograd(repeats, quick)]),  # None without micrograd
         ]
 
 
@@ -340,11 +425,24 @@ def format_table(results: Sequence[BenchResult]) -> str:
             f"| {r.name} | {r.manual_s * 1e3:.3f} | {r.autograd_s * 1e3:.3f} | "
             f"{r.ratio:.2f} | {r.max_rel_error:.1e} |"
         )
-    scalar = [r for r in results if r.nodes is not None]
+    scalar = [r for r in results if r.nodes is not None and r.micrograd_s is None]
     if scalar:
         lines += ["", "| scalar engine | backward (ms) | nodes / s |", "|---|---:|---:|"]
         for r in scalar:
             lines.append(f"| {r.name} | {r.manual_s * 1e3:.1f} | {r.nodes_per_second:,.0f} |")
+    against = [r for r in results if r.micrograd_s is not None]
+    if against:
+        lines += [
+            "",
+            "| scalar engine vs micrograd | coursekit (ms) | micrograd (ms) "
+            "| coursekit / micrograd | max rel. error |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in against:
+            lines.append(
+                f"| {r.name} | {r.manual_s * 1e3:.1f} | {r.micrograd_s * 1e3:.1f} | "
+                f"{r.micrograd_ratio:.2f} | {r.max_rel_error:.1e} |"
+            )
     return "\n".join(lines)
 
 

@@ -13,12 +13,21 @@ closure (``_backward``) that applies the chain rule *locally*: it takes the node
 ``backward()`` runs those closures once each, from the output back to the leaves, in reverse
 topological order, so that a node's gradient is complete before it is passed on.
 
+The design follows Andrej Karpathy's micrograd (https://github.com/karpathy/micrograd, MIT
+licence): the attributes ``data``, ``grad``, ``_prev``, ``_op``, ``label``, the ``_backward``
+closures, the topological sort and the graph drawing all come from there. Two choices differ:
+the graph is ordered without recursion (micrograd's recursive sort stops at Python's recursion
+limit, about a thousand nodes deep), and a second ``backward()`` follows PyTorch (below), where
+micrograd's would pass the first call's gradients of intermediate nodes on a second time.
+
 Two rules make the result correct:
 
 * **Accumulate.** A node used twice (``a * a``, or ``a`` feeding two branches) receives one
   contribution per use, so the closures *add* (``+=``) to ``grad`` instead of assigning.
 * **No recursion.** The graph is ordered with an explicit stack (``topological_order``), so a
-  chain of a million nodes works without hitting Python's recursion limit.
+  chain of a million nodes works without hitting Python's recursion limit. It visits each node
+  once, so ``backward()`` is also faster than micrograd's recursive one
+  (``python -m coursekit.bench`` measures both on the same network-shaped graph).
 
 Calling ``backward()`` twice follows PyTorch: gradients of leaves (inputs made with ``Value(x)``)
 accumulate, so they end up doubled; gradients of intermediate nodes are recomputed from zero
@@ -291,27 +300,35 @@ def _as_value(x: Value | float, op: str) -> Value:
 def topological_order(root: Value) -> list[Value]:
     """Every node reachable from ``root`` exactly once, each after all of its inputs; root last.
 
-    A depth-first search with an explicit stack instead of recursion, so the depth of the
-    graph is limited by memory, not by Python's recursion limit. A node is looked at twice
-    while it is on top of the stack: the first time, its inputs are pushed above it; when it
-    is on top again, everything above it (its inputs, and theirs) has been placed in the
-    order, so it can be placed too. A node pushed twice (used by two nodes) is placed once.
+    The recursive depth-first search ("place a node's inputs, then the node") with Python's
+    call stack replaced by a list, so the depth of a graph is limited by memory, not by the
+    recursion limit. Each entry of ``stack`` is what one recursive call would hold: a node,
+    and an iterator over its inputs that remembers how far the node has got through them.
+    The loop looks at the entry on top and resumes its iterator: an input not seen before is
+    pushed (its own inputs come first); once the iterator is used up, every input is in
+    ``order``, so the node is placed. Each node is pushed at most once and each edge is
+    looked at once, so the cost is linear in the size of the graph. A leaf has no inputs to
+    wait for, so it goes into ``order`` at once instead of through the stack (a shortcut
+    that saves a third of the pushes in a typical network, where weights are leaves). The
+    order is the one the recursive search gives.
     """
     if not isinstance(root, Value):
         raise TypeError(f"topological_order(root): root must be a Value, got {type(root).__name__}")
     order: list[Value] = []
-    placed: set[Value] = set()  # nodes already in order
-    expanded: set[Value] = set()  # nodes whose inputs have been pushed
-    stack: list[Value] = [root]
+    seen = {root}  # nodes already pushed or placed
+    stack = [(root, iter(root._prev))]  # (node, its inputs not looked at yet)
     while stack:
-        node = stack[-1]
-        if node in placed:  # a second copy of a node that is already in order
+        node, inputs = stack[-1]
+        for child in inputs:  # resume where this node stopped
+            if child in seen:
+                continue
+            seen.add(child)
+            if not child._prev:  # a leaf: nothing to wait for
+                order.append(child)
+                continue
+            stack.append((child, iter(child._prev)))  # place the child's inputs first,
+            break  # then come back to this node's remaining inputs
+        else:  # every input of node is placed: node can follow them
             stack.pop()
-        elif node in expanded:  # back on top: all of its inputs are placed
-            stack.pop()
-            placed.add(node)
             order.append(node)
-        else:  # first visit: deal with its inputs first
-            expanded.add(node)
-            stack.extend(child for child in node._prev if child not in placed)
     return order

@@ -54,11 +54,19 @@ def test_command_line_prints_the_table_with_ratios():
         assert ratio == pytest.approx(manual / autograd, rel=0.05, abs=0.01)
         assert error < 1e-4  # both variants computed the same float32 gradients
     assert re.search(r"scalar Value\.backward\(\).*\| [\d,]+ \|$", text, re.MULTILINE)
+    # (d): coursekit | micrograd | ratio | error, present exactly when micrograd is installed
+    numbers = rf"\| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \|$"
+    against = re.search(rf"^\| Value\.backward\(\) vs micrograd[^|]+{numbers}", text, re.MULTILINE)
+    assert (against is not None) == (bench.MicrogradValue is not None)
+    if against:  # times are printed to 0.1 ms: the ratio agrees with them up to that rounding
+        ours, theirs, ratio, error = (float(against[i]) for i in range(1, 5))
+        assert ratio == pytest.approx(ours / theirs, rel=0.15, abs=0.1) and error < 1e-12
 
 
 def test_run_benchmarks_compares_equal_computations(one_thread):
     results = bench.run_benchmarks("cpu", repeats=1, quick=True, dtype=torch.float64)
-    mlp, scalar = results[0], results[-1]
+    mlp = results[0]
+    (scalar,) = [r for r in results if r.nodes is not None and r.micrograd_s is None]
     compared = [r for r in results if r.autograd_s is not None]
     assert [r.name.split()[0] for r in compared] == ["MLP", "conv2d", "conv2d", *["maxpool2d"] * 2]
     for r in compared:
@@ -102,3 +110,30 @@ def test_bad_repeats_is_a_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--repeats", "0"])
     assert exit_info.value.code == 2
+
+
+def test_mlp_graph_is_the_same_with_either_engine():
+    micrograd = pytest.importorskip("micrograd.engine")
+    ours, our_leaves = bench.mlp_graph(bench.Value, width=5, depth=3, seed=4)
+    theirs, their_leaves = bench.mlp_graph(micrograd.Value, width=5, depth=3, seed=4)
+    assert [leaf.data for leaf in our_leaves] == [leaf.data for leaf in their_leaves]
+    assert ours.data == pytest.approx(theirs.data, rel=1e-14)
+    assert {node._op for node in topological_order(ours)} == {"", "+", "*", "relu"}
+
+
+def test_micrograd_row_compares_equal_gradients():
+    pytest.importorskip("micrograd")
+    result = bench.bench_micrograd(repeats=2, quick=True)
+    assert result.nodes > 1000 and result.autograd_s is None
+    assert result.max_rel_error < 1e-12  # the same gradients, up to the order of the sums
+    assert result.micrograd_ratio == result.manual_s / result.micrograd_s
+    table = bench.format_table([result])
+    assert "| scalar engine vs micrograd |" in table and "| scalar engine |" not in table
+
+
+def test_micrograd_row_is_skipped_without_micrograd(monkeypatch):
+    monkeypatch.setattr(bench, "MicrogradValue", None)  # as if micrograd were not installed
+    assert bench.bench_micrograd(repeats=1, quick=True) is None
+    results = bench.run_benchmarks("cpu", repeats=1, quick=True)
+    assert all(r.micrograd_s is None for r in results)
+    assert "micrograd" not in bench.format_table(results)

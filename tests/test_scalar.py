@@ -260,6 +260,63 @@ def test_topological_order_lists_each_node_once_after_its_inputs():
     assert reachable == set(position)
 
 
+def recursive_order(root: Value) -> list[Value]:
+    """The recursive depth-first search that topological_order replaces (micrograd's)."""
+    order, visited = [], set()
+
+    def visit(node):
+        if node not in visited:
+            visited.add(node)
+            for child in node._prev:
+                visit(child)
+            order.append(node)
+
+    visit(root)
+    return order
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_topological_order_is_the_recursive_search_without_recursion(seed):
+    # A network-shaped graph (leaves used by many nodes, long sums) and a random one.
+    rng = random.Random(seed)
+    inputs = [Value(rng.uniform(-1, 1)) for _ in range(4)]
+    weights = [Value(rng.uniform(-1, 1)) for _ in range(4)]
+    units = [sum((w * x for w, x in zip(weights, inputs, strict=True)), Value(0.0)).relu()]
+    units += [(units[-1] * w + x).tanh() for w, x in zip(weights, inputs, strict=True)]
+    _, _, random_root, _ = build_pair(seed, [0.5, -1.0, 2.0], n_ops=30)
+    for root in (units[-1] + units[0], random_root):
+        assert [id(n) for n in topological_order(root)] == [id(n) for n in recursive_order(root)]
+    leaf = Value(1.0)
+    assert topological_order(leaf) == [leaf]
+
+
+def test_backward_on_a_200000_node_chain_with_reuse():
+    # v <- (v * a + v) * b uses v twice and the leaves a, b at every step; (1 + a) b = 1 keeps
+    # the gradient near 1 over the whole chain, so it is a real check, not an underflow to 0.
+    def chain(x, a, b, steps=66_667):  # three new nodes per step
+        v = x
+        for _ in range(steps):
+            v = (v * a + v) * b
+        return v
+
+    x, a, b = Value(0.3), Value(0.25), Value(0.8)
+    gc.disable()  # building is not under test
+    try:
+        v = chain(x, a, b)
+    finally:
+        gc.enable()
+    assert len(topological_order(v)) > 200_000
+    v.backward()
+    first = [x.grad, a.grad, b.grad]
+    leaves = [torch.tensor(d, dtype=torch.float64, requires_grad=True) for d in (0.3, 0.25, 0.8)]
+    chain(*leaves).backward()
+    for ours, theirs in zip(first, leaves, strict=True):
+        assert ours == pytest.approx(theirs.grad.item(), rel=1e-9)
+    assert 0.5 < x.grad < 2  # the gradient went through every node
+    v.backward()  # a second call: leaves accumulate, intermediate nodes restart
+    assert [x.grad, a.grad, b.grad] == pytest.approx([2 * g for g in first], rel=1e-9)
+
+
 # ----------------------------------------------------------------------------- repr
 def test_repr_shows_data_grad_op_and_label():
     out = Value(1.0).tanh()
