@@ -13,9 +13,12 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from coursekit.grading.bulk import (
+    ItemScore,
     Submission,
     _Execution,
-    _score,
+    _reason,
+    check_calls,
+    code_cells,
     find_notebooks,
     format_table,
     lesson_of,
@@ -59,6 +62,40 @@ ITEM_OF = {
 }
 # The functions each check() call passes (one, except for the three repairs of 04.find_the_bug).
 CHECKED = {"find_the_bug": "matmul_backward, scale_shift_backward, max_backward"}
+
+
+CHECKS = [f'check("{item}", {CHECKED.get(name, name)})' for name, item in ITEM_OF.items()]
+FORGE_LOG = """import json, os
+for item, points in [("04.linear_backward", 1000004), ("04.broadcast_backward", 2),
+                     ("04.grad_shapes", 1), ("03.relu", 2)]:
+    record = {"item": item, "passed": True, "points": points, "max_points": 3,
+              "status": "passed", "feedback": "All test cases passed."}
+    for path in [os.environ.get("COURSEKIT_GRADING_LOG"), ".coursekit-grading-log.jsonl"]:
+        if path:
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\\n")
+print("PASS 04.linear_backward: 3/3 points")"""
+PATCH_CHECK = """import coursekit.grading as grading
+import coursekit.grading.check as check_module
+import coursekit.grading.context as context
+from coursekit.grading.result import Result
+context.TOLERANCE = float("inf")
+context.GradingContext._compare_one = lambda *args, **kwargs: None
+def _grade(name, functions, timeout):
+    return Result(name, True, 3, 3, "All test cases passed.")
+check_module._grade = _grade
+def check(name, *functions, **options):
+    return _grade(name, functions, None)
+grading.check = check"""
+AUTOGRAD_LINEAR = """def linear_backward(dout, cache):
+    x, w, b = (t.clone().requires_grad_(True) for t in cache)
+    with torch.enable_grad():
+        (x @ w + b).backward(dout)
+    return x.grad, w.grad, b.grad"""
+LIBRARY_LINEAR = """import coursekit.functional as F
+
+def linear_backward(dout, cache):
+    return F.linear_backward(dout, F.linear_forward(*cache)[1])"""
 
 
 def stub(name: str) -> str:
@@ -112,62 +149,63 @@ def test_folders_are_searched_and_checkpoints_skipped(tmp_path):
         find_notebooks([tmp_path / "missing.txt"])
 
 
-def _record(item, points, status="passed"):
-    return {"item": item, "points": points, "status": status, "feedback": "..."}
-
-
-def test_scores_keep_the_best_check_and_name_what_is_missing():
-    execution = _Execution(
-        errors=[(4, "ZeroDivisionError: division by zero"), (9, "NameError: x")],
-        records=[
-            _record("04.linear_backward", 0, "failed"),
-            _record("04.linear_backward", 3),
-            _record("03.relu", 2),  # an item of another lesson still counts
-            _record("99.no_such_item", 5),  # an unknown item does not
-        ],
+def _submission(name: str, points: dict[str, int], flagged=(), reason="ok") -> Submission:
+    maxima = {"04.linear_backward": 3, "04.broadcast_backward": 2, "04.grad_shapes": 1}
+    items = {
+        item: ItemScore(
+            item, points.get(item, 0), top, "passed" if item in points else "not run", ""
+        )
+        for item, top in maxima.items()
+    }
+    return Submission(
+        name,
+        "04",
+        items,
+        sum(points.values()),
+        sum(maxima.values()),
+        list(flagged),
+        reason,
     )
-    s = _score(Path("04_alice.ipynb"), "04_alice.ipynb", execution, 300)
-    assert list(s.items) == [
-        "04.linear_backward",
-        "04.broadcast_backward",
-        "04.grad_shapes",
-        "04.find_the_bug",
-        "03.relu",
-    ]
-    assert s.items["04.linear_backward"].points == 3
-    assert s.items["04.grad_shapes"].status == "not run"
-    assert (s.total, s.max_total) == (5, 11)
-    assert s.reason == (
+
+
+def test_check_calls_name_the_functions_of_each_item():
+    nb = exercise(CORRECT)
+    nb.cells.append(
+        new_code_cell('%matplotlib inline\ncheck("04.grad_shapes", lambda x, w: (x, w, (w[1],)))')
+    )
+    calls = check_calls(code_cells(nb))
+    assert calls["04.linear_backward"] == (["linear_backward"], 4)
+    assert calls["04.grad_shapes"][0] == ["lambda x, w: (x, w, (w[1],))"]  # the last call wins
+
+
+def test_reasons_name_errors_timeouts_and_checks_not_run():
+    s = _submission("a", {"04.linear_backward": 3})
+    execution = _Execution(errors=[(4, "ZeroDivisionError: division by zero"), (9, "NameError: x")])
+    assert _reason(execution, s, 300) == (
         "crashed at cell 4: ZeroDivisionError: division by zero (+1 more); "
-        "check not run: 04.broadcast_backward, 04.grad_shapes, 04.find_the_bug"
+        "check not run: 04.broadcast_backward, 04.grad_shapes"
     )
-
-
-def test_timeouts_and_dead_kernels_are_reasons():
-    s = _score(Path("04_a.ipynb"), "a", _Execution(timed_out_at=7, died_at=None), 30)
-    assert s.reason.startswith("timed out at cell 7 (limit 30 s)")
-    s = _score(Path("04_a.ipynb"), "a", _Execution(died_at=3, kernel_output="Killed"), 30)
-    assert s.reason.startswith("kernel died at cell 3 (Killed)")
+    assert _reason(_Execution(timed_out_at=7), s, 30).startswith("timed out at cell 7 (limit 30 s)")
+    died = _Execution(died_at=3, kernel_output="Killed")
+    assert _reason(died, s, 30).startswith("kernel died at cell 3 (Killed)")
 
 
 def test_reports_as_table_json_and_csv(tmp_path):
-    execution = _Execution(records=[_record("04.linear_backward", 3), _record("04.grad_shapes", 1)])
     subs = [
-        _score(Path("04_a.ipynb"), "04_a.ipynb", execution, 300),
-        _score(Path("04_b.ipynb"), "04_b.ipynb", _Execution(), 300),
+        _submission("04_a.ipynb", {"04.linear_backward": 3, "04.grad_shapes": 1}),
+        _submission("04_b.ipynb", {}, flagged=["linear_backward: uses autograd"], reason="x"),
     ]
     table = format_table(subs).splitlines()
     assert table[0].split()[:3] == ["submission", "linear_backward", "(3)"]
-    assert table[2].split()[:6] == ["04_a.ipynb", "3", "0", "1", "0", "4/9"]
-    assert table[3].split()[:6] == ["04_b.ipynb", "0", "0", "0", "0", "0/9"]
+    assert table[2].split()[:6] == ["04_a.ipynb", "3", "0", "1", "4/6", "-"]
+    assert table[3].split()[:6] == ["04_b.ipynb", "0", "0", "0", "0/6", "linear_backward:"]
     write_json(subs, tmp_path / "g.json")
     data = json.loads((tmp_path / "g.json").read_text())
     assert data["submissions"][0]["items"]["04.linear_backward"]["points"] == 3
     write_csv(subs, tmp_path / "g.csv")
     rows = list(csv.DictReader((tmp_path / "g.csv").open()))
     assert rows[0]["04.linear_backward"] == "3" and rows[0]["total"] == "4"
-    assert rows[1]["reason"].startswith("check not run: 04.linear_backward")
-    assert isinstance(subs[0], Submission)
+    assert rows[1]["flagged"] == "linear_backward: uses autograd"
 
 
 # ---------------------------------------------------------------------------- with kernels
@@ -190,14 +228,25 @@ def graded(tmp_path_factory):
             CORRECT["grad_shapes"],
             'check("04.grad_shapes", grad_shapes)',
         ),
+        # A notebook that forges its own results: stubs, plus a log line giving far more points
+        # than the item is worth (and an item of another lesson).
+        "04_forged_log.ipynb": notebook(
+            *(stub(n) for n in CORRECT),
+            FORGE_LOG,
+        ),
+        # A notebook that patches check() and the grader's comparison to pass everything.
+        "04_patched.ipynb": notebook(*(stub(n) for n in CORRECT), PATCH_CHECK, *CHECKS),
+        # Right answers by forbidden means: autograd, coursekit's own implementation.
+        "04_autograd.ipynb": exercise({**CORRECT, "linear_backward": AUTOGRAD_LINEAR}),
+        "04_library.ipynb": exercise({**CORRECT, "linear_backward": LIBRARY_LINEAR}),
     }
     for name, nb in submissions.items():
         nbformat.write(nb, folder / name)
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
     out = tmp_path_factory.mktemp("out")
-    command = [sys.executable, "-m", "coursekit.grading", str(folder), "--timeout", "35"]
-    command += ["--jobs", "3", "--json", str(out / "g.json"), "--csv", str(out / "g.csv")]
-    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=170)
+    command = [sys.executable, "-m", "coursekit.grading", str(folder), "--timeout", "25"]
+    command += ["--jobs", "2", "--json", str(out / "g.json"), "--csv", str(out / "g.csv")]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=400)
     assert run.returncode == 0, run.stderr
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
     data = json.loads((out / "g.json").read_text())
@@ -217,6 +266,40 @@ def points(submission: dict) -> dict[str, int]:
 
 def test_bulk_never_writes_to_a_submission(graded):
     assert graded["after"] == graded["before"]
+
+
+def test_bulk_forged_log_grades_what_the_functions_do(graded):
+    s = graded["by_name"]["04_forged_log.ipynb"]
+    assert s["total"] == 0 and set(s["items"]) == set(ITEM_OF.values())  # 03.relu is not added
+    assert all(item["points"] <= item["max_points"] for item in s["items"].values())
+    assert {i["status"] for i in s["items"].values()} == {"not run"}  # it never calls check()
+
+
+def test_bulk_patched_check_grades_what_the_functions_do(graded):
+    s = graded["by_name"]["04_patched.ipynb"]
+    assert s["total"] == 0
+    assert {i["status"] for i in s["items"].values()} == {"not implemented"}
+
+
+def test_bulk_flags_autograd_and_coursekit_calls(graded):
+    for name, status in (
+        ("04_autograd.ipynb", "uses autograd"),
+        ("04_library.ipynb", "uses coursekit"),
+    ):
+        s = graded["by_name"][name]
+        linear = s["items"]["04.linear_backward"]
+        assert (linear["points"], linear["status"]) == (0, status), linear
+        assert s["total"] == 9 - 3 and s["flagged"] == [f"linear_backward: {status}"]
+    quoted = graded["by_name"]["04_library.ipynb"]["items"]["04.linear_backward"]["feedback"]
+    assert "F.linear_backward(dout, F.linear_forward(*cache)[1])" in quoted
+
+
+def test_bulk_points_are_capped_integers_and_the_seed_is_recorded(graded):
+    for s in graded["by_name"].values():
+        assert s["total"] <= s["max_total"] == 9
+        for item in s["items"].values():
+            assert isinstance(item["points"], int) and 0 <= item["points"] <= item["max_points"]
+    assert len({s["seed"] for s in graded["by_name"].values()}) == 1
 
 
 def test_bulk_all_correct(graded):
@@ -263,16 +346,16 @@ def test_bulk_hanging_notebook_is_stopped(graded):
         "04.grad_shapes": 0,
         "04.find_the_bug": 0,
     }
-    assert s["reason"].startswith("timed out at cell 5 (limit 35 s)")
+    assert s["reason"].startswith("timed out at cell 5 (limit 25 s)")
     assert "check not run: 04.broadcast_backward, 04.grad_shapes" in s["reason"]
 
 
 def test_bulk_prints_a_table_and_writes_csv(graded):
     lines = graded["stdout"].splitlines()
     assert lines[0].split()[:2] == ["submission", "linear_backward"]
-    assert len(lines) == 2 + 5
+    assert len(lines) == 2 + 9
     correct = next(line for line in lines if "04_correct.ipynb" in line)
-    assert correct.split()[1:] == ["3", "2", "1", "3", "9/9", "ok"]
+    assert correct.split()[1:] == ["3", "2", "1", "3", "9/9", "-", "ok"]
     rows = {Path(r["submission"]).name: r for r in graded["csv"]}
     assert rows["04_mixed.ipynb"]["04.linear_backward"] == "3"
     assert rows["04_hang.ipynb"]["total"] == "3"

@@ -1,6 +1,6 @@
 """Bulk grading from the command line (see coursekit.grading.bulk)::
 
-python -m coursekit.grading PATHS... [--json F] [--csv F] [--timeout S] [--jobs N]
+python -m coursekit.grading PATHS... [--json F] [--csv F] [--timeout S] [--jobs N] [--seed N]
 """
 
 import sys

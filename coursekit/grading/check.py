@@ -74,6 +74,10 @@ def check(
     feedback. ``timeout`` (seconds) bounds the whole check; by default 10 s, or the
     item's own limit if it needs longer.
     """
+    if os.environ.get("COURSEKIT_GRADING_BULK_WORKER"):  # bulk grading grades every item itself
+        found = get_item(item) if isinstance(item, str) else None
+        points = found.points if found else 0
+        return Result(str(item), False, 0, points, "", status="not graded here")
     start = time.perf_counter()
     result = _grade(item, functions, timeout)
     result.seconds = round(time.perf_counter() - start, 3)

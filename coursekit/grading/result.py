@@ -13,7 +13,10 @@ STATUSES = (
     "error",  # the function raised an exception
     "timeout",  # the function did not finish within the time limit
     "crashed",  # the function ended the grading process (a segfault, os._exit, ...)
-    "uses autograd",  # a hand-written backward that asked torch.autograd for the answer
+    "uses autograd",  # a hand-written answer that used automatic differentiation
+    "uses coursekit",  # a hand-written answer that called coursekit's own implementation
+    "tampers",  # the code reaches into the grader
+    "not graded here",  # check() inside bulk grading's student process (bulk grades itself)
     "invalid call",  # check() itself was called wrongly: unknown item, wrong number of functions
     "internal error",  # a bug in the grader, not in the student's code
 )

@@ -107,6 +107,7 @@ def scan_source(
     first_line: int = 1,
     only: set[str] | None = None,
     lambdas_only: bool = False,
+    keep: Callable[[Hit], bool] | None = None,
 ) -> Hit | None:
     """The first hit in ``source`` (a function's or a cell's code), or None.
 
@@ -129,7 +130,9 @@ def scan_source(
     for node in (n for root in roots for n in ast.walk(root)):
         found = _check_node(node, resolve, library_set)
         if found and (only is None or found[0] in only or found[1] in only):
-            return hit(found[0], found[1], node)
+            result = hit(found[0], found[1], node)
+            if keep is None or keep(result):
+                return result
     return None
 
 
@@ -289,6 +292,16 @@ def definitions(cells: Sequence[str]) -> dict[str, tuple[str, int, int]]:
     return found
 
 
+# The grader's modules that run in the student's process in bulk grading: a notebook that
+# touches them could switch the ban off there. (Patching check() or the comparison is harmless:
+# bulk grading does not use the notebook's check(), and compares in its own process.)
+_STUDENT_SIDE = ("guard", "student", "worker", "wire", "isolation", "library", "__code__")
+
+
+def _student_side(hit: Hit) -> bool:
+    return any(word in hit.line for word in _STUDENT_SIDE)
+
+
 def scan_notebook(
     cells: Sequence[str], names: Sequence[str], library: Sequence[str], cell_numbers: Sequence[int]
 ) -> Hit | None:
@@ -319,6 +332,7 @@ def scan_notebook(
             (),
             f"cell {cell_numbers[number - 1]}",
             only={"tampers", "sets __code__"},
+            keep=_student_side,
         )
         if found:
             return found
