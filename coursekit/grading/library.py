@@ -40,6 +40,9 @@ LIBRARY: dict[str, tuple[str, ...]] = {
     "09.maxpool_backward": (_F + "maxpool2d_backward",),
     "10.rnn_step_backward": (_F + "rnn_step_backward",),
     "10.bptt": (_F + "rnn_backward", _F + "rnn_step_backward"),
+    "14.softmax_backward": (_F + "softmax_backward",),
+    "14.attention_backward": (_F + "attention_backward", _F + "softmax_backward"),
+    "14.layernorm_backward": (_F + "layernorm_backward",),
 }
 
 
