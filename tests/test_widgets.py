@@ -5,18 +5,40 @@ They use only what ipywidgets 7.6+ and 8 share, so the same tests run under both
 
 from __future__ import annotations
 
+import importlib
+import json
+import re
+import sys
+import types
+from pathlib import Path
+
+import ipywidgets
 import matplotlib.pyplot as plt
+import nbformat
 import numpy as np
 import pytest
 import torch
+import traitlets
 
-from coursekit.viz.quiz import Question, quiz, quiz_text, worked_answers_markdown
+from coursekit.viz.quiz import (
+    Question,
+    available_quizzes,
+    load_questions,
+    quiz,
+    quiz_text,
+    worked_answers,
+    worked_answers_markdown,
+)
 from coursekit.viz.widgets import (
     classify_run,
     gradient_descent_1d,
     learning_rate_explorer,
     step_through,
 )
+from tools import convert_quizzes
+
+quiz_module = importlib.import_module("coursekit.viz.quiz")  # the module; viz.quiz is the function
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -318,3 +340,228 @@ def test_quiz_text_and_worked_answers():
     assert markdown.startswith("<details>") and markdown.rstrip().endswith("</details>")
     assert "Answer: (b) 0" in markdown and "s(1 - s) = 1/4." in markdown
     assert repr(quiz(questions)) == text
+
+
+# --------------------------------------------------------------------------------------------
+# Quiz: math in choices, worked answers, lessons' questions from package data
+# --------------------------------------------------------------------------------------------
+
+
+def _worked_questions():
+    return [
+        Question(
+            "Which step size is best for a central difference in float64?",
+            ["$10^{-1}$", "$10^{-5}$", "$10^{-15}$"],
+            answer=1,
+            explanation="About $\\varepsilon^{1/3}$.",
+            worked="**$10^{-5}$.** Truncation $\\propto h^2$, rounding $\\propto \\varepsilon/h$.",
+        ),
+        Question("No worked answer here.", ["a", "b"], answer=0),
+    ]
+
+
+def test_quiz_choices_are_math_widgets_with_a_letter_button_each():
+    q = quiz(_worked_questions())
+    choices = q.views[0].choices
+    assert [label.value for label in choices.labels] == ["$10^{-1}$", "$10^{-5}$", "$10^{-15}$"]
+    assert all(isinstance(label, ipywidgets.HTMLMath) for label in choices.labels)
+    assert "coursekit-quiz-choice" in choices.labels[0]._dom_classes
+    assert isinstance(q.views[0].prompt_html, ipywidgets.HTMLMath)
+    assert [b.description for b in choices.buttons] == ["a", "b", "c"]
+    assert choices.options == [("a) $10^{-1}$", 0), ("b) $10^{-5}$", 1), ("c) $10^{-15}$", 2)]
+
+
+def test_quiz_letter_buttons_act_as_radio_buttons():
+    q = quiz(_worked_questions())
+    buttons = q.views[0].choices.buttons
+    buttons[2].value = True  # what pressing (c) does
+    assert q.selected(0) == 2
+    buttons[0].value = True  # pressing (a) releases (c)
+    assert q.selected(0) == 0 and [b.value for b in buttons] == [True, False, False]
+    assert buttons[0].button_style == "info" and buttons[2].button_style == ""
+    buttons[0].value = False  # pressing the chosen one again keeps it chosen
+    assert q.selected(0) == 0 and buttons[0].value is True
+    q.select(0, 1)  # from code, the buttons follow
+    assert [b.value for b in buttons] == [False, True, False]
+    with pytest.raises(traitlets.TraitError, match="value"):
+        q.views[0].choices.value = 3
+
+
+def test_quiz_offers_the_worked_answer_only_after_checking():
+    q = quiz(_worked_questions())
+    view = q.views[0]
+    assert view.worked_button.layout.display == "none" and view.worked_output.outputs == ()
+    with pytest.raises(ValueError, match="check question 0"):
+        q.toggle_worked(0)
+    q.select(0, 0)
+    q.views[0].check_button.click()
+    assert q.feedback(0).startswith("Incorrect.")
+    assert view.worked_button.layout.display != "none"
+    view.worked_button.click()
+    assert q.worked_shown(0).startswith("**$10^{-5}$.**")
+    (shown,) = view.worked_output.outputs
+    assert shown["data"]["text/markdown"] == _worked_questions()[0].worked
+    assert view.worked_button.description == "Hide worked answer"
+    assert q.toggle_worked(0) is False and view.worked_output.outputs == ()
+    q.toggle_worked(0)
+    q.select(0, 1)  # a new choice hides the worked answer with the verdict
+    assert view.worked_output.outputs == () and view.worked_button.layout.display == "none"
+    q.select(1, 0)
+    q.check(1)  # a question without a worked answer offers none
+    assert q.views[1].worked_button.layout.display == "none"
+    with pytest.raises(ValueError, match="no worked answer"):
+        q.toggle_worked(1)
+
+
+def test_quiz_loads_mathjax_on_colab_only(monkeypatch):
+    shown = []
+    monkeypatch.setattr(quiz_module, "display", lambda obj: shown.append(obj))
+    q = quiz(_worked_questions())
+    q._ipython_display_()
+    assert shown == [q.widget]
+    shown.clear()
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    q._ipython_display_()
+    assert len(shown) == 2 and shown[1] is q.widget
+    assert "MathJax.js" in shown[0].data and "inlineMath: [['$','$']" in shown[0].data
+
+
+def test_quiz_of_a_lesson_comes_from_package_data():
+    questions = load_questions("03")
+    assert load_questions(3) == questions
+    q = quiz("03")
+    assert q.lesson == "03" and q.questions == questions
+    assert repr(q) == quiz_text("03") == quiz_text(questions)
+    assert "Answer" not in quiz_text("03")
+    block = worked_answers("03").data
+    assert block.startswith("<details>") and all(x.worked in block for x in questions)
+    with pytest.raises(ValueError, match="no quiz for lesson 99"):
+        quiz("99")
+    with pytest.raises(ValueError, match="lesson"):
+        quiz("eight")
+    with pytest.raises(TypeError, match="lesson"):
+        load_questions(3.0)
+
+
+def test_quiz_data_errors_name_the_field():
+    good = {"prompt": "?", "choices": ["a", "b"], "answer": 1}
+    assert quiz_module._question_from_dict(good, "q").answer == 1
+    bad = [
+        ({**good, "answer": 2}, "answer"),
+        ({**good, "answer": True}, "answer"),
+        ({**good, "choices": ["a"]}, "choices"),
+        ({**good, "choices": "ab"}, "choices"),
+        ({**good, "hint": "x"}, "unknown fields \\['hint'\\]"),
+        ({"prompt": "?", "choices": ["a", "b"]}, "missing fields \\['answer'\\]"),
+        ({**good, "worked": 3}, "worked"),
+    ]
+    for data, message in bad:
+        with pytest.raises(ValueError, match=message):
+            quiz_module._question_from_dict(data, "q")
+
+
+@pytest.mark.parametrize("lesson", available_quizzes())
+def test_every_lessons_quiz_data_is_valid(lesson):
+    path = ROOT / "coursekit" / "quizzes" / f"{lesson}.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["lesson"] == lesson
+    questions = load_questions(lesson)  # Question checks 2-26 choices and the answer's range
+    assert len(questions) == len(data["questions"]) >= 3
+    for i, q in enumerate(questions):
+        assert 2 <= len(q.choices) <= 26 and 0 <= q.answer < len(q.choices)
+        assert len(set(q.choices)) == len(q.choices), f"{lesson} q{i + 1}: repeated choice"
+        assert q.prompt.strip() and q.explanation.strip() and q.worked.strip(), (
+            f"{lesson} q{i + 1}: prompt, explanation and worked answer are all needed"
+        )
+        for text in [q.prompt, *q.choices, q.explanation, q.worked]:
+            assert text.count("$") % 2 == 0, f"{lesson} q{i + 1}: unbalanced $ in {text!r}"
+
+
+QUIZ_CALL = re.compile(r"""\bquiz\(\s*["'](\d+)["']\s*\)""")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_notebook_quiz_call_names_existing_data(path):
+    nb = nbformat.read(path, as_version=4)
+    calls = [m for c in nb.cells if c.cell_type == "code" for m in QUIZ_CALL.findall(c.source)]
+    if not calls:
+        pytest.skip(f"{path.name} still builds its questions in the notebook")
+    assert calls == [path.name[:2]], f"{path.name}: quiz calls {calls}"
+    assert calls[0] in available_quizzes()
+
+
+# --------------------------------------------------------------------------------------------
+# tools/convert_quizzes.py
+# --------------------------------------------------------------------------------------------
+
+
+def test_worked_items_split_numbered_and_bold_numbered_answers():
+    listed = (
+        "<details><summary>Worked answers</summary>\n\n"
+        "1. **A.** one\n   more\n2. **B.** two\n\n</details>"
+    )
+    assert convert_quizzes.worked_items(listed) == ["**A.** one\nmore", "**B.** two"]
+    bold = (
+        "<details>\n<summary>Worked answers</summary>\n\n"
+        "**1. A.** one\nmore\n\n**2. B.** two\n</details>"
+    )
+    assert convert_quizzes.worked_items(bold) == ["**A.** one\nmore", "**B.** two"]
+    with pytest.raises(ValueError, match="item 2 is numbered 3"):
+        convert_quizzes.worked_items("1. a\n3. b")
+
+
+def _lesson_notebook(path):
+    source = (
+        "from coursekit.viz import Question, quiz\n\nquiz(\n    [\n"
+        '        Question("Is $x^2$ convex?", ["yes", "no"], 0, "Its second derivative is 2."),\n'
+        '        Question("p?", ["a", "b", "c"], answer=2, explanation="e" "f"),\n'
+        "    ]\n)"
+    )
+    quiz_cell = nbformat.v4.new_code_cell(source, id="quizcell")
+    quiz_cell.metadata["tags"] = ["nbval-ignore-output"]
+    quiz_cell.outputs = [nbformat.v4.new_output("display_data", {"text/plain": "1. Is ..."})]
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell(
+                "## Check your understanding\n\n"
+                "Press **Check**. The worked answers are below the quiz."
+            ),
+            quiz_cell,
+            nbformat.v4.new_markdown_cell(
+                "<details><summary>Worked answers</summary>\n\n1. **Yes.** $f'' = 2 > 0$.\n"
+                "2. **c.** Because.\n</details>",
+                id="workedcell",
+            ),
+        ]
+    )
+    nbformat.write(nb, path)
+
+
+def test_convert_quizzes_moves_questions_out_and_is_idempotent(tmp_path, monkeypatch):
+    monkeypatch.setattr(convert_quizzes, "QUIZ_DIR", tmp_path)
+    monkeypatch.setattr(convert_quizzes, "ROOT", tmp_path)
+    path = tmp_path / "07_example.ipynb"
+    _lesson_notebook(path)
+    assert convert_quizzes.main(["--check", str(path)]) == 1
+    assert convert_quizzes.convert(path).startswith("converted (2 questions")
+    data = json.loads((tmp_path / "07.json").read_text())
+    assert data["lesson"] == "07"
+    assert data["questions"][1] == {
+        "prompt": "p?",
+        "choices": ["a", "b", "c"],
+        "answer": 2,
+        "explanation": "ef",
+        "worked": "**c.** Because.",
+    }
+    nb = nbformat.read(path, as_version=4)
+    intro, cell, worked = nb.cells
+    assert cell.source == 'from coursekit.viz import quiz\n\nquiz("07")'
+    assert cell.id == "quizcell" and cell.metadata["tags"] == ["nbval-ignore-output"]
+    assert cell.outputs[0]["data"]["text/plain"] == "1. Is ..."
+    assert worked.id == "workedcell" and "Worked answers" in worked.source
+    assert 'worked_answers("07")' in worked.source and "Because" not in worked.source
+    assert "below the quiz" not in intro.source and "Show worked answer" in intro.source
+    before = path.read_text()
+    assert convert_quizzes.convert(path) == "already converted"
+    assert convert_quizzes.main(["--check", str(path)]) == 0
+    assert path.read_text() == before

@@ -2,7 +2,7 @@
 
 - ``plots``: training curves, decision boundaries, gradient norms, loss surfaces, filters.
 - ``widgets``: a learning-rate explorer and a Previous/Next stepper.
-- ``quiz``: review questions with instant feedback.
+- ``quiz``: review questions with instant feedback; ``quiz("08")`` loads lesson 08's.
 - ``graph``: drawing a ``coursekit.scalar.Value`` graph and stepping through its backward pass.
 
 Everything is importable from here, e.g. ``from coursekit.viz import plot_history, quiz``.
@@ -24,7 +24,15 @@ from coursekit.viz.plots import (
     plot_history,
     plot_loss_surface,
 )
-from coursekit.viz.quiz import Question, Quiz, quiz, quiz_text, worked_answers_markdown
+from coursekit.viz.quiz import (
+    Question,
+    Quiz,
+    load_questions,
+    quiz,
+    quiz_text,
+    worked_answers,
+    worked_answers_markdown,
+)
 from coursekit.viz.widgets import (
     LearningRateExplorer,
     Stepper,
@@ -51,6 +59,8 @@ __all__ = [
     "Quiz",
     "quiz",
     "quiz_text",
+    "load_questions",
+    "worked_answers",
     "worked_answers_markdown",
     *_FROM_GRAPH,
 ]
