@@ -236,9 +236,11 @@ def part_bench(runner: Runner, quick: bool, cuda: bool, timeout: float) -> Part:
         "command": command_text,
         "output": out[first:].strip() if first >= 0 else out,
     }
+    # The rows of the first table (manual against autograd), up to its blank line.
+    table = out[out.find("| benchmark | manual") :].split("\n\n")[0]
     ratios = [
         (m[1].strip(), float(m[2]))
-        for m in re.finditer(r"^\| ([^|]+) \|[^|]+\|[^|]+\| ([\d.]+) \|", out, re.MULTILINE)
+        for m in re.finditer(r"^\| ([^|]+) \|[^|]+\|[^|]+\| ([\d.]+) \|", table, re.MULTILINE)
     ]
     part.details["ratios"] = ratios
     if code is None:
