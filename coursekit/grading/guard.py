@@ -124,7 +124,9 @@ class Ban:
                 self, "forward-mode automatic differentiation (torch.autograd.forward_ad)"
             )
             self.stubs[name] = stub
-            self._set(torch._C, name, stub)
+            for module in [torch._C, *_modules_holding((name,))]:
+                if hasattr(module, name) and getattr(module, name) is not stub:
+                    self._set(module, name, stub)
         for dotted in _COURSEKIT_AD:
             self._swap(dotted, library=False)
         for dotted in self.library:

@@ -1,0 +1,260 @@
+"""Grading that the student's code cannot fool: every attack scores zero, and the next honest
+check in the same process still passes."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from coursekit.grading import check
+from coursekit.grading.isolation import NO_INTEGRITY
+from tests.grading_fixtures import correct as ok
+
+
+def _honest_check_still_passes() -> None:
+    result = check("04.linear_backward", ok.linear_backward)
+    assert result.passed, str(result)
+
+
+def _zero(result, *words: str) -> None:
+    assert not result.passed and result.points == 0, str(result)
+    for word in words:
+        assert word in str(result), str(result)
+
+
+# ---------------------------------------------------------------------------- forged messages
+def forge_the_result_and_exit(dout, cache):
+    """Writes a forged "done, passed" message (the old format, and raw bytes) on every pipe."""
+    import pickle
+    import struct
+
+    from coursekit.grading.context import Outcome
+
+    data = pickle.dumps(("done", (Outcome("passed", "All 7 test cases passed.", 7), "")))
+    for fd in range(3, 256):
+        for frame in (struct.pack("!Q", len(data)) + data, b"\0" * 64):
+            try:
+                os.write(fd, frame)
+            except OSError:
+                pass
+    os._exit(0)
+
+
+class ZeroDifference(torch.Tensor):
+    """A tensor whose difference with anything is zero (the grader computes got - expected)."""
+
+    def __sub__(self, other):
+        return torch.zeros_like(torch.Tensor(other))
+
+    __rsub__ = __sub__
+
+
+def tensor_subclass(dout, cache):
+    return tuple(
+        torch.zeros_like(g).as_subclass(ZeroDifference) for g in ok.linear_backward(dout, cache)
+    )
+
+
+def read_the_grader_frames(dout, cache):
+    import inspect
+    import sys
+
+    for frame in inspect.stack():
+        if "expected" in frame.frame.f_locals:
+            return frame.frame.f_locals["expected"]
+    frame = sys._getframe()
+    while frame is not None:
+        if "expected" in frame.f_locals:
+            return frame.f_locals["expected"]
+        frame = frame.f_back
+    x, w, b = cache
+    return torch.zeros_like(x), torch.zeros_like(w), torch.zeros_like(b)
+
+
+def patch_the_grader(dout, cache):
+    import gc
+    import importlib
+
+    context = importlib.import_module("coursekit.grading." + "context")  # past the source scan
+    context.TOLERANCE = float("inf")
+    context.GradingContext._compare_one = lambda *args, **kwargs: None
+    for obj in gc.get_objects():
+        if isinstance(obj, context.GradingContext):
+            obj.compare = lambda *args, **kwargs: None
+    x, w, b = cache
+    return torch.zeros_like(x), torch.zeros_like(w), torch.zeros_like(b)
+
+
+def patch_the_grader_openly(dout, cache):
+    import coursekit.grading.context as context
+
+    context.TOLERANCE = float("inf")
+    x, w, b = cache
+    return torch.zeros_like(x), torch.zeros_like(w), torch.zeros_like(b)
+
+
+@pytest.mark.parametrize(
+    ("fn", "words"),
+    [
+        (forge_the_result_and_exit, ()),
+        (tensor_subclass, ("tensor subclass",)),
+        (read_the_grader_frames, ("wrong",)),
+        (patch_the_grader, ("wrong",)),
+        (patch_the_grader_openly, ("tampers", "import coursekit.grading.context as context")),
+        (lambda dout, cache: {"dx"}, ("returned a set",)),
+        (lambda dout, cache: (*ok.linear_backward(dout, cache)[:2], object()), ("got a object",)),
+    ],
+    ids=["forged", "subclass", "frames", "patch", "patch-openly", "set", "object"],
+)
+def test_an_attack_scores_zero_and_the_next_check_passes(fn, words):
+    _zero(check("04.linear_backward", fn), *words)
+    _honest_check_still_passes()
+
+
+# ---------------------------------------------------------------------------- autograd, every route
+def tanh_by_jvp(a, dout):
+    return torch.func.jvp(torch.tanh, (a,), (dout,))[1]
+
+
+def tanh_by_jacfwd(a, dout):
+    return (torch.func.jacfwd(torch.tanh)(a.reshape(-1)) @ dout.reshape(-1)).reshape(a.shape)
+
+
+def tanh_by_dual_numbers(a, dout):
+    import torch.autograd.forward_ad as fwad
+
+    with fwad.dual_level():
+        return fwad.unpack_dual(torch.tanh(fwad.make_dual(a, dout))).tangent
+
+
+def tanh_engine_restored(a, dout):
+    from torch.autograd.variable import Variable
+
+    Variable._execution_engine = torch._C._ImperativeEngine()
+    a = a.clone().requires_grad_(True)
+    with torch.enable_grad():
+        torch.tanh(a).backward(dout)
+    return a.grad
+
+
+def _hidden(module: str, name: str):
+    """getattr by strings: a route the source scan cannot read."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def tanh_by_hidden_jvp(a, dout):
+    return _hidden("torch." + "func", "j" + "vp")(torch.tanh, (a,), (dout,))[1]
+
+
+def tanh_by_hidden_dual_numbers(a, dout):
+    fwad = __import__("torch.autograd." + "forward_ad", fromlist=["x"])
+    with getattr(fwad, "dual_" + "level")():
+        dual = getattr(fwad, "make_" + "dual")(a, dout)
+        return getattr(fwad, "unpack_" + "dual")(torch.tanh(dual)).tangent
+
+
+def tanh_by_hidden_engine(a, dout):
+    variable = _hidden("torch.autograd." + "variable", "Variable")
+    setattr(variable, "_execution" + "_engine", _hidden("torch._C", "_Imperative" + "Engine")())
+    return dout * (1 - torch.tanh(a) ** 2)  # right, but the engine was put back
+
+
+def tanh_by_hidden_backward(a, dout):
+    a = a.clone()
+    getattr(a, "requires_grad" + "_")(True)
+    with getattr(torch, "enable" + "_grad")():
+        getattr(torch.tanh(a), "back" + "ward")(dout)
+    return a.grad
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        tanh_by_jvp,
+        tanh_by_jacfwd,
+        tanh_by_dual_numbers,
+        tanh_engine_restored,
+        tanh_by_hidden_jvp,
+        tanh_by_hidden_dual_numbers,
+        tanh_by_hidden_engine,
+        tanh_by_hidden_backward,
+    ],
+)
+def test_automatic_differentiation_by_any_route_scores_zero(fn):
+    result = check("02.tanh_backward", fn)
+    _zero(result, "autograd")
+    assert result.status == "uses autograd"
+    assert check("02.tanh_backward", ok.tanh_backward).passed
+    _honest_check_still_passes()
+
+
+def test_a_source_hit_quotes_the_line():
+    result = check("02.tanh_backward", tanh_by_jvp)
+    assert "return torch.func.jvp(torch.tanh, (a,), (dout,))[1]" in result.feedback
+
+
+def linear_by_coursekit(dout, cache):
+    from coursekit import functional as F
+
+    return F.linear_backward(dout, F.linear_forward(*cache)[1])
+
+
+def linear_by_hidden_coursekit(dout, cache):
+    f = __import__("coursekit." + "functional", fromlist=["x"])
+    return getattr(f, "linear_" + "backward")(dout, getattr(f, "linear_" + "forward")(*cache)[1])
+
+
+@pytest.mark.parametrize("fn", [linear_by_coursekit, linear_by_hidden_coursekit])
+def test_calling_coursekits_own_implementation_scores_zero(fn):
+    result = check("04.linear_backward", fn)
+    _zero(result, "coursekit's own linear_backward")
+    assert result.status == "uses coursekit"
+    _honest_check_still_passes()
+
+
+# ---------------------------------------------------------------------------- processes
+def test_processes_the_student_code_starts_end_with_the_check(tmp_path):
+    marker = tmp_path / "grandchild.pid"
+
+    def forks(dout, cache):
+        pid = os.fork()
+        if pid == 0:
+            marker.write_text(str(os.getpid()))
+            time.sleep(120)
+            os._exit(0)
+        while not marker.exists():
+            time.sleep(0.01)
+        return ok.linear_backward(dout, cache)
+
+    assert check("04.linear_backward", forks).passed
+    pid = int(marker.read_text())
+    for _ in range(200):  # killed with the group; reaped by init shortly after
+        stat = Path(f"/proc/{pid}/stat")
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail(f"the grandchild {pid} outlived check()")
+
+
+def test_a_keyboard_interrupt_raised_by_student_code_is_the_students_error():
+    def interrupts(dout, cache):
+        raise KeyboardInterrupt
+
+    result = check("04.linear_backward", interrupts)
+    assert result.status == "error" and "KeyboardInterrupt" in result.feedback, str(result)
+    assert "grader itself failed" not in result.feedback
+    _honest_check_still_passes()
+
+
+def test_in_process_mode_says_it_offers_no_integrity(monkeypatch):
+    monkeypatch.setenv("COURSEKIT_GRADING_ISOLATION", "inprocess")
+    result = check("04.linear_backward", ok.linear_backward)
+    assert result.passed and NO_INTEGRITY in result.feedback
+    assert "no integrity" in NO_INTEGRITY
