@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -29,7 +30,9 @@ def exit_hard(rank: int, world_size: int) -> int:
 
 def collective_on_rank_zero_only(rank: int, world_size: int) -> int:
     if rank == 0:
-        dist.all_reduce(torch.zeros(1))
+        dist.all_reduce(torch.zeros(1))  # waits for a partner that never calls it
+    else:
+        time.sleep(120)  # busy elsewhere, without leaving the group
     return rank
 
 

@@ -61,9 +61,10 @@ def test_a_worker_that_dies_without_an_exception_is_reported():
 
 def test_a_collective_that_only_one_rank_calls_times_out_instead_of_hanging():
     start = time.monotonic()
-    with pytest.raises((D.WorkerError, TimeoutError)):
+    with pytest.raises(D.WorkerError, match="rank 0") as info:
         D.launch(workers.collective_on_rank_zero_only, 2, timeout=5)
-    assert time.monotonic() - start < 70
+    assert "all_reduce" in info.value.remote_traceback
+    assert time.monotonic() - start < 60  # the sleeping rank 1 was stopped, not waited for
 
 
 def test_all_reduce_gradients_averages_every_parameter():
