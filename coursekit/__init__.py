@@ -16,6 +16,7 @@ against ``torch.autograd``.  Modules, one idea each::
     coursekit.checkpoint   bytes kept for backward, activation checkpointing
     coursekit.amp          LossScaler: dynamic loss scaling for float16
     coursekit.distributed  launch(), all_reduce_gradients(): data parallelism
+    coursekit.flops        FLOPs counted by torch, timed against a matrix-product peak
     coursekit.viz          plots and widgets for the lessons
     coursekit.grading      check() for the graded exercises
     coursekit.device       default_device(), describe()
