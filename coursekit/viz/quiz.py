@@ -347,7 +347,7 @@ class Quiz:
         choices = ChoiceList(question.choices, layout=widgets.Layout(width="auto"))
         button = widgets.Button(description="Check", button_style="info")
         feedback = widgets.HTMLMath(layout=widgets.Layout(margin="0 0 0 12px"))
-        worked_button = widgets.Button(description=SHOW_WORKED, layout=widgets.Layout(width="auto"))
+        worked_button = widgets.Button(description=SHOW_WORKED, layout=widgets.Layout(width="13em"))
         worked_output = widgets.Output()
         _hidden(worked_button, True)
         button.on_click(lambda _button: self.check(index))

@@ -8,11 +8,14 @@ under .ci-artifacts/screenshots (kept out of git).
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from coursekit.viz.quiz import load_questions
 from tests.browser.lab import copy_notebooks, jupyter_lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +119,12 @@ def assert_no_errors(page, name):
     return texts
 
 
+def choose(page, text: str) -> None:
+    """Press the letter button of the first quiz choice that shows ``text``."""
+    label = page.locator(".jp-OutputArea-output .coursekit-quiz-choice", has_text=text).first
+    label.locator("xpath=..").locator(".widget-toggle-button").first.click()
+
+
 def test_setup_notebook_runs_and_check_renders(browser, lab):
     page = open_and_run(browser, lab, "00_setup.ipynb")
     texts = assert_no_errors(page, "00_setup")
@@ -125,8 +134,7 @@ def test_setup_notebook_runs_and_check_renders(browser, lab):
     assert page.locator(".jp-RenderedHTML", has_text="PASS").count() >= 1
 
     # The quiz is a live widget: answer question 1 correctly and press Check.
-    quiz = page.locator(".jp-OutputArea-output .widget-radio-box").first
-    quiz.locator("label", has_text="(N, H)").first.click()
+    choose(page, "(N, H)")
     panel = page.locator(".jp-OutputArea-output .widget-button", has_text="Check").first
     panel.click()
     page.wait_for_function(
@@ -166,4 +174,75 @@ def test_learning_rate_slider_redraws(browser, lab):
     page.wait_for_timeout(500)
     assert_no_errors(page, name)
     page.screenshot(path=str(SHOTS / f"{Path(name).stem}_slider.png"), full_page=False)
+    page.close()
+
+
+# Lesson 04's questions have math in their choices: e.g. $dY\\,W^\\top$, the right answer to 2.
+QUIZ_WITH_MATH = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "quiz",
+            "metadata": {},
+            "outputs": [],
+            "source": 'from coursekit.viz import quiz\n\nquiz("04")',
+        }
+    ],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "name": "python3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+NO_DOLLAR_LEFT = """(selector) => {
+  const els = [...document.querySelectorAll(selector)];
+  return els.length > 0 && els.every(e => !e.innerText.includes('$'));
+}"""
+
+
+def test_quiz_renders_math_in_prompts_and_choices(browser, lab):
+    base, token = lab
+    name = "quiz_math.ipynb"
+    request = urllib.request.Request(
+        f"{base}/api/contents/{name}?token={token}",
+        data=json.dumps({"type": "notebook", "content": QUIZ_WITH_MATH}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="PUT",
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+    page = open_and_run(browser, lab, name)
+    assert_no_errors(page, name)
+    choices = page.locator(".jp-OutputArea-output .coursekit-quiz-choice")
+    sources = [c for q in load_questions("04") for c in q.choices]
+    assert choices.count() == len(sources) and any("$" in c for c in sources)
+    # MathJax typesets every $...$: the text shown keeps no dollar sign, in choices and prompts.
+    for selector in (".coursekit-quiz-choice", ".coursekit-quiz-prompt"):
+        try:
+            page.wait_for_function(NO_DOLLAR_LEFT, arg=selector, timeout=60_000)
+        except playwright.Error:
+            shown = page.locator(f".jp-OutputArea-output {selector}").all_inner_texts()
+            pytest.fail(f"math not typeset in {selector}: {[t for t in shown if '$' in t]}")
+    texts = [choices.nth(i).inner_text() for i in range(choices.count())]
+    assert not [t for t in texts if "$" in t], texts
+    typeset = [i for i, c in enumerate(sources) if "$" in c]
+    for i in typeset:
+        assert choices.nth(i).locator("mjx-container, .MathJax").count() >= 1, (
+            f"choice {sources[i]!r} shows {texts[i]!r} without typeset math"
+        )
+
+    # Answer question 2 with its math choice (c), check, and open the worked answer.
+    prompts = page.locator(".jp-OutputArea-output .coursekit-quiz-prompt")
+    question = prompts.nth(1).locator("xpath=..")
+    question.locator(".widget-toggle-button", has_text=re.compile("^c$")).click()
+    question.locator(".widget-button", has_text="Check").click()
+    question.get_by_text("Correct.").wait_for(timeout=20_000)
+    question.locator(".widget-button", has_text="Show worked answer").click()
+    worked = question.locator(".jp-RenderedMarkdown").first
+    worked.wait_for(timeout=20_000)
+    page.wait_for_function(
+        "(el) => el.querySelector('mjx-container, .MathJax') && !el.innerText.includes('$')",
+        arg=worked.element_handle(),
+        timeout=60_000,
+    )
+    page.screenshot(path=str(SHOTS / "quiz_math.png"), full_page=True)
     page.close()
