@@ -565,3 +565,15 @@ def test_convert_quizzes_moves_questions_out_and_is_idempotent(tmp_path, monkeyp
     assert convert_quizzes.convert(path) == "already converted"
     assert convert_quizzes.main(["--check", str(path)]) == 0
     assert path.read_text() == before
+
+
+def test_convert_quizzes_leaves_a_notebook_it_cannot_convert_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setattr(convert_quizzes, "QUIZ_DIR", tmp_path)
+    path = tmp_path / "07_example.ipynb"
+    _lesson_notebook(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[2].source = nb.cells[2].source.replace("2. **c.** Because.\n", "")
+    nbformat.write(nb, path)
+    before = path.read_text()
+    assert convert_quizzes.main([str(path)]) == 1
+    assert path.read_text() == before and not (tmp_path / "07.json").exists()

@@ -15,7 +15,9 @@ For each notebook given (all of ``notebooks/`` by default) whose quiz cell still
 
 A notebook whose quiz cell is already the short call is left alone, so the script can be run
 again after more notebooks are ready; a notebook still holding questions is re-extracted from
-its current source. ``--check`` only reports what would change (exit 1 if anything would).
+its current source. A notebook that cannot be converted (e.g. 6 questions but 5 worked
+answers) is reported and left unchanged, and the exit status is 1. ``--check`` only reports
+what would change (exit 1 if anything would).
 
     python tools/convert_quizzes.py notebooks/02_computational_graphs.ipynb
     python tools/convert_quizzes.py            # every lesson
@@ -160,12 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="report only, change nothing")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    pending = 0
+    pending = failed = 0
     for path in paths:
-        result = convert(path, check=args.check)
+        try:  # a notebook that cannot be converted changes nothing, and the others go on
+            result = convert(path, check=args.check)
+        except (ValueError, SyntaxError) as err:
+            failed += 1
+            result = f"FAILED, left unchanged: {err}"
         pending += result.startswith("would")
         print(f"{path}: {result}")
-    return 1 if args.check and pending else 0
+    return 1 if failed or (args.check and pending) else 0
 
 
 if __name__ == "__main__":
