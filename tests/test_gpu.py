@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as tF
 
 import coursekit.functional as F
 from coursekit import data, nn, optim, train
 from tests._autograd_ref import rel_error
-from tests.test_functional import CASES, Case, Ints, make_inputs
+from tests.test_functional import CASE_PARAMS, CASES, Case, Ints, make_inputs
 
 DEVICES = [
     pytest.param("cpu", id="cpu"),
@@ -66,36 +65,21 @@ def _assert_close(ours: torch.Tensor, reference: torch.Tensor, tol: float, what:
 SPECIAL_PAIRS = {"dropout", "batchnorm", "lstm_step"}
 
 
-def _attention_ref(q, k, v, causal=False):
-    return tF.scaled_dot_product_attention(q, k, v, is_causal=causal)
-
-
-# Pairs compared with autograd in a test file of their own (tests/test_attention.py).
-EXTRA_CASES = [
-    Case("softmax", ((3, 7),), torch.softmax, {"dim": 0}),
-    Case("gelu", ((4, 5),), tF.gelu),
-    Case("gelu", ((4, 5),), tF.gelu, {"approximate": "tanh"}),
-    Case("attention", ((2, 5, 4), (2, 3, 4), (2, 3, 6)), _attention_ref),
-    Case("attention", ((2, 2, 5, 4), (2, 2, 5, 4), (2, 2, 5, 3)), _attention_ref, {"causal": True}),
-]
-DEVICE_CASES = [pytest.param(case, id=case.id) for case in [*CASES, *EXTRA_CASES]]
-
-
 def test_every_functional_pair_is_covered() -> None:
     pairs = {
         name.removesuffix("_forward")
         for name in F.__all__
         if name.endswith("_forward") and f"{name.removesuffix('_forward')}_backward" in F.__all__
     }
-    covered = {case.op for case in [*CASES, *EXTRA_CASES]} | SPECIAL_PAIRS
+    covered = {case.op for case in CASES} | SPECIAL_PAIRS
     assert pairs <= covered, (
         f"no device test for {sorted(pairs - covered)}: add a Case to CASES in "
-        "tests/test_functional.py or to EXTRA_CASES above"
+        "tests/test_functional.py"
     )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", DEVICE_CASES)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 @pytest.mark.parametrize("device", DEVICES)
 def test_functional_pair_on_device(device: str, dtype: torch.dtype, case: Case) -> None:
     forward, backward = getattr(F, f"{case.op}_forward"), getattr(F, f"{case.op}_backward")
