@@ -32,7 +32,7 @@ Contents, in the order a course meets them:
 4. regularization            dropout
 5. normalization             batchnorm, layernorm
 6. convolution and pooling   conv2d, maxpool2d
-7. recurrence                rnn_step, rnn, lstm_step
+7. recurrence                rnn_step, rnn, lstm_step, lstm
 8. look-up tables            embedding
 9. attention                 softmax (with its backward), gelu, attention
 10. input checks             small private helpers shared by every op
@@ -82,6 +82,8 @@ __all__ = [
     "rnn_backward",
     "lstm_step_forward",
     "lstm_step_backward",
+    "lstm_forward",
+    "lstm_backward",
     "embedding_forward",
     "embedding_backward",
     "softmax_forward",
@@ -618,11 +620,12 @@ def rnn_step_backward(dout: Tensor, cache: Cache) -> tuple[Tensor, Tensor, Tenso
 def rnn_forward(x: Tensor, h0: Tensor, wx: Tensor, wh: Tensor, b: Tensor) -> tuple[Tensor, Cache]:
     """A vanilla RNN over a whole sequence: x (N, T, D), h0 (N, H) -> hs (N, T, H).
 
-    h_t = tanh(a_t), a_t = x_t @ wx + h_{t-1} @ wh + b, for t = 0 .. T-1.
+    h_t = tanh(a_t), a_t = x_t @ wx + h_{t-1} @ wh + b, for t = 1 .. T from the initial
+    state h0; x_t is x[:, t - 1] and h_t is hs[:, t - 1] (Python counts from 0).
     The input part x_t @ wx + b of every step is one big matrix product, done first.
-    Backward through time: h_t is used by the output (dout[:, t]) and by step t+1,
-    so its gradient is dh_t = dout[:, t] + da_{t+1} @ wh.T, walked from t = T-1 down.
-    Then da_t = dh_t * (1 - h_t**2); dh0 = da_0 @ wh.T; and, summing over steps,
+    Backward through time: h_t is used by the output (dout[:, t - 1]) and by step t+1,
+    so its gradient is dh_t = dout[:, t - 1] + da_{t+1} @ wh.T, walked from t = T down.
+    Then da_t = dh_t * (1 - h_t**2); dh0 = da_1 @ wh.T; and, summing over steps,
     dx_t = da_t @ wx.T; dwx = sum_t x_t.T @ da_t; dwh = sum_t h_{t-1}.T @ da_t; db = sum da_t.
     """
     op = "rnn_forward"
@@ -748,32 +751,112 @@ def lstm_step_backward(
     return da @ wx.T, da @ wh.T, dc_prev, x.T @ da, h_prev.T @ da, da.sum(0)
 
 
+def lstm_forward(
+    x: Tensor, h0: Tensor, c0: Tensor, wx: Tensor, wh: Tensor, b: Tensor
+) -> tuple[Tensor, Cache]:
+    """An LSTM over a whole sequence: x (N, T, D), h0 and c0 (N, H) -> hs (N, T, H).
+
+    Step t = 1 .. T is lstm_step_forward(x_t, h_{t-1}, c_{t-1}, wx, wh, b), the initial
+    state being (h0, c0). As in rnn_forward, the input part x_t @ wx + b of every step is
+    one matrix product, done first. The last cell state c_T is ``cache[-1][:, -1]``.
+    Backward through time: h_t gets dout[:, t - 1] plus dh_prev from step t+1, c_t gets
+    dc_prev from step t+1 (nothing from outside); each step is lstm_step_backward, with
+    the gates' slopes computed for all steps at once, and the weight gradients are
+    summed over the steps in one product each.
+    """
+    op = "lstm_forward"
+    _check_float(op, "x", x, ndim=3, layout="(N, T, D)")
+    if x.shape[1] == 0:
+        raise ValueError(f"{op}: x must hold at least one time step, but has shape {_shape(x)}")
+    _check_lstm_inputs(op, x[:, 0], h0, c0, wx, wh, b, names=("h0", "c0"))
+    n, t_len, d = x.shape
+    hidden = h0.shape[1]
+    x_proj = torch.addmm(b, x.reshape(n * t_len, d), wx).view(n, t_len, 4 * hidden)
+    h, c = h0, c0
+    sigmoids, gs, cs, hs = [], [], [c0], []
+    for t in range(t_len):
+        a = torch.addmm(x_proj[:, t], h, wh)
+        s = torch.sigmoid(a)  # i, f and o are its blocks 0, 1, 3
+        g = torch.tanh(a[:, 2 * hidden : 3 * hidden])
+        c = torch.addcmul(s[:, hidden : 2 * hidden] * c, s[:, :hidden], g)  # f c + i g
+        h = s[:, 3 * hidden :] * torch.tanh(c)
+        sigmoids.append(s)
+        gs.append(g)
+        cs.append(c)
+        hs.append(h)
+    hs = torch.stack(hs, dim=1)
+    gates = torch.stack(sigmoids, dim=1)  # (N, T, 4H); block g holds sigmoid(a_g), unused
+    gates[:, :, 2 * hidden : 3 * hidden] = torch.stack(gs, dim=1)
+    cs = torch.stack(cs, dim=1)  # c_0 .. c_T, (N, T + 1, H)
+    return hs, (x, h0, wx, wh, hs, gates, cs)
+
+
+def lstm_backward(
+    dout: Tensor, cache: Cache
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dx, dh0, dc0, dwx, dwh, db) by backpropagation through time; see lstm_forward."""
+    x, h0, wx, wh, hs, gates, cs = cache
+    _check_dout("lstm_backward", dout, hs.shape)
+    n, t_len, d = x.shape
+    hidden = h0.shape[1]
+    i, f, g, o = gates.split(hidden, dim=2)  # (N, T, H) each
+    c_prev, tanh_c = cs[:, :-1], torch.tanh(cs[:, 1:])
+    # what multiplies dc_total_t in da_i, da_f, da_g, and dh_t in da_o and dc_total_t
+    via_c = torch.cat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)
+    via_h_o = tanh_c * o * (1 - o)
+    via_h_c = o * (1 - tanh_c * tanh_c)
+    da = torch.empty_like(gates)
+    dh_next = torch.zeros_like(h0)
+    dc_next = torch.zeros_like(h0)
+    for t in reversed(range(t_len)):
+        dh = dout[:, t] + dh_next  # from the output at t and from step t + 1
+        dc_total = torch.addcmul(dc_next, dh, via_h_c[:, t])
+        da[:, t, : 3 * hidden] = dc_total.repeat(1, 3) * via_c[:, t]  # da_i, da_f, da_g
+        da[:, t, 3 * hidden :] = dh * via_h_o[:, t]  # da_o
+        dh_next = da[:, t] @ wh.T
+        dc_next = dc_total * f[:, t]
+    da_flat = da.reshape(n * t_len, 4 * hidden)
+    h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], dim=1)  # h_{t-1} for every t
+    dx = (da_flat @ wx.T).view(n, t_len, d)
+    dwx = x.reshape(n * t_len, d).T @ da_flat
+    dwh = h_prev.reshape(n * t_len, hidden).T @ da_flat
+    return dx, dh_next, dc_next, dwx, dwh, da_flat.sum(0)
+
+
 def _check_lstm_inputs(
-    op: str, x: Tensor, h_prev: Tensor, c_prev: Tensor, wx: Tensor, wh: Tensor, b: Tensor
+    op: str,
+    x: Tensor,
+    h_prev: Tensor,
+    c_prev: Tensor,
+    wx: Tensor,
+    wh: Tensor,
+    b: Tensor,
+    names: tuple[str, str] = ("h_prev", "c_prev"),
 ) -> None:
     """LSTM shapes: x (N, D), h_prev and c_prev (N, H), wx (D, 4H), wh (H, 4H), b (4H,)."""
+    h_name, c_name = names
     _check_float(op, "x", x, ndim=2, layout="(N, D)")
-    _check_float(op, "h_prev", h_prev, ndim=2, layout="(N, H)")
-    _check_float(op, "c_prev", c_prev, ndim=2, layout="(N, H)")
+    _check_float(op, h_name, h_prev, ndim=2, layout="(N, H)")
+    _check_float(op, c_name, c_prev, ndim=2, layout="(N, H)")
     _check_float(op, "wx", wx, ndim=2, layout="(D, 4H)")
     _check_float(op, "wh", wh, ndim=2, layout="(H, 4H)")
     _check_float(op, "b", b, ndim=1, layout="(4H,)")
-    _check_same_kind(op, "x", x, h_prev=h_prev, c_prev=c_prev, wx=wx, wh=wh, b=b)
-    _check_dim(op, "h_prev", h_prev, 0, "x", x, 0)
+    _check_same_kind(op, "x", x, **{h_name: h_prev, c_name: c_prev}, wx=wx, wh=wh, b=b)
+    _check_dim(op, h_name, h_prev, 0, "x", x, 0)
     if c_prev.shape != h_prev.shape:
         raise ValueError(
-            f"{op}: c_prev has shape {_shape(c_prev)} but h_prev has shape {_shape(h_prev)}; "
-            "expected the same shape (N, H)"
+            f"{op}: {c_name} has shape {_shape(c_prev)} but {h_name} has shape "
+            f"{_shape(h_prev)}; expected the same shape (N, H)"
         )
     hidden = h_prev.shape[1]
     _check_dim(op, "wx", wx, 0, "x", x, -1)
     for name, t in (("wx", wx), ("wh", wh), ("b", b)):
         if t.shape[-1] != 4 * hidden:
             raise ValueError(
-                f"{op}: {name} has shape {_shape(t)} but h_prev has shape {_shape(h_prev)}; "
+                f"{op}: {name} has shape {_shape(t)} but {h_name} has shape {_shape(h_prev)}; "
                 f"expected {name}.shape[-1] == 4 * H = {4 * hidden} (gates i, f, g, o)"
             )
-    _check_dim(op, "wh", wh, 0, "h_prev", h_prev, 1)
+    _check_dim(op, "wh", wh, 0, h_name, h_prev, 1)
 
 
 # ---------------------------------------------------------------------------

@@ -708,8 +708,8 @@ class Embedding(Module):
 class RNN(Module):
     """A vanilla (Elman) RNN, batch first: x (N, T, input_size) -> h (N, T, hidden_size).
 
-    h_t = tanh(x_t @ weight_ih + h_{t-1} @ weight_hh + bias), with h_{-1} = h0
-    (zeros unless given). ``weight_ih`` is (input_size, hidden_size), ``weight_hh``
+    h_t = tanh(x_t @ weight_ih + h_{t-1} @ weight_hh + bias) for t = 1 .. T, from the
+    initial state h0 (zeros unless given). ``weight_ih`` is (input_size, hidden_size), ``weight_hh``
     (hidden_size, hidden_size): torch's ``weight_ih_l0``/``weight_hh_l0`` transposed.
     torch has two biases, b_ih and b_hh, which only ever appear as their sum;
     ``bias`` is that sum. All start from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
@@ -764,16 +764,16 @@ class RNN(Module):
 class LSTM(Module):
     """An LSTM over a sequence, batch first: x (N, T, input_size) -> h (N, T, hidden_size).
 
-    Each step is ``F.lstm_step_forward`` (gates i, f, g, o in torch's order):
-    c_t = f_t * c_{t-1} + i_t * g_t, h_t = o_t * tanh(c_t), for t = 1 .. T, starting
-    from the initial state (h_0, c_0) (zeros unless given as ``state``). ``weight_ih`` is
+    ``F.lstm_forward``: each step is ``F.lstm_step_forward`` (gates i, f, g, o in torch's
+    order), c_t = f_t * c_{t-1} + i_t * g_t, h_t = o_t * tanh(c_t), for t = 1 .. T, from
+    the initial state (h_0, c_0) (zeros unless given as ``state``). ``weight_ih`` is
     (input_size, 4 * hidden_size), ``weight_hh`` (hidden_size, 4 * hidden_size): torch's
     ``weight_ih_l0``/``weight_hh_l0`` transposed; ``bias`` is the sum of torch's two
     biases. All start from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as in torch.
     forward returns every h_t and keeps the last state (h_T, c_T) in ``self.last_state``
-    (to continue a sequence, pass it back as ``state``); backward (through time) takes
-    the gradient of every h_t from outside, returns dx and keeps the gradients of h_0
-    and c_0 in ``self.h0_grad`` and ``self.c0_grad``.
+    (to continue a sequence, pass it back as ``state``); backward (through time,
+    ``F.lstm_backward``) takes the gradient of every h_t from outside, returns dx and
+    keeps the gradients of h_0 and c_0 in ``self.h0_grad`` and ``self.c0_grad``.
     """
 
     def __init__(
@@ -805,42 +805,19 @@ class LSTM(Module):
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             state = (zeros, zeros)
-        h, c = state
-        wx, wh, b = self.weight_ih.data, self.weight_hh.data, self.bias.data
-        hs, caches = [], []
-        for t in range(x.shape[1]):
-            (h, c), cache = F.lstm_step_forward(x[:, t], h, c, wx, wh, b)
-            hs.append(h)
-            caches.append(cache)
-        self.last_state = (h, c)
-        self._cache = caches
-        return torch.stack(hs, dim=1)
+        hs, self._cache = F.lstm_forward(
+            x, *state, self.weight_ih.data, self.weight_hh.data, self.bias.data
+        )
+        self.last_state = (hs[:, -1], self._cache[-1][:, -1])
+        return hs
 
     def backward(self, dout: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        caches = self._saved_cache()
-        n_steps = len(caches)
-        if not isinstance(dout, torch.Tensor) or dout.dim() != 3 or dout.shape[1] != n_steps:
-            shape = tuple(dout.shape) if isinstance(dout, torch.Tensor) else type(dout).__name__
-            raise ValueError(
-                f"LSTM.backward: dout must be (N, T, hidden_size) with T = {n_steps}, got {shape}"
-            )
-        dh_next, dc_next = None, None  # the last step has no step after it
-        dxs: list[torch.Tensor] = [dout] * n_steps
-        dwx = dwh = db = None
-        for t in reversed(range(n_steps)):
-            dh = dout[:, t] if dh_next is None else dout[:, t] + dh_next  # output and step t+1
-            dx, dh_next, dc_next, dwx_t, dwh_t, db_t = F.lstm_step_backward(
-                (dh, dc_next), caches[t]
-            )
-            dxs[t] = dx
-            dwx = dwx_t if dwx is None else dwx + dwx_t  # shared weights: sum over the steps
-            dwh = dwh_t if dwh is None else dwh + dwh_t
-            db = db_t if db is None else db + db_t
+        dx, dh0, dc0, dwx, dwh, db = F.lstm_backward(dout, self._saved_cache())
         self.weight_ih.accumulate_grad(dwx)
         self.weight_hh.accumulate_grad(dwh)
         self.bias.accumulate_grad(db)
-        self.h0_grad, self.c0_grad = dh_next, dc_next
-        return torch.stack(dxs, dim=1) if input_grad else None
+        self.h0_grad, self.c0_grad = dh0, dc0
+        return dx if input_grad else None
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"

@@ -83,6 +83,17 @@ def attention_ref(q, k, v, causal=False):
     return tF.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
 
+def lstm_ref(x, h0, c0, wx, wh, b):
+    """The LSTM unrolled as a Python loop of torch ops (gates i, f, g, o)."""
+    h, c, hs = h0, c0, []
+    for t in range(x.shape[1]):
+        i, f, g, o = (x[:, t] @ wx + h @ wh + b).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        hs.append(h)
+    return torch.stack(hs, dim=1)
+
+
 # --------------------------------------------------------------------------- cases
 @dataclass(frozen=True)
 class Case:
@@ -153,6 +164,8 @@ CASES = [
     Case("rnn_step", ((1, 1), (1, 1), (1, 1), (1, 1), (1,)), rnn_step_ref),
     Case("rnn", ((2, 6, 3), (2, 4), (3, 4), (4, 4), (4,)), rnn_ref),
     Case("rnn", ((1, 1, 1), (1, 1), (1, 1), (1, 1), (1,)), rnn_ref),
+    Case("lstm", ((2, 6, 3), (2, 4), (2, 4), (3, 16), (4, 16), (16,)), lstm_ref),
+    Case("lstm", ((1, 1, 1), (1, 1), (1, 1), (1, 4), (1, 4), (4,)), lstm_ref),
     # look-up table: 5 rows, 12 look-ups, so rows repeat
     Case("embedding", (Ints(5, (3, 4)), (5, 3)), tF.embedding, wrt=(1,)),
     Case("embedding", (Ints(2, (1,)), (2, 1)), tF.embedding, wrt=(1,)),
@@ -960,3 +973,26 @@ def test_lstm_step_bad_dout_gives_a_clear_error() -> None:
         F.lstm_step_backward((torch.ones(2, 4, dtype=torch.float32), None), cache)
     with pytest.raises(TypeError, match="float64"):
         F.lstm_step_forward(x, h, c.float(), wx, wh, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_equals_lstm_steps_chained_forward_and_backward(dtype: torch.dtype) -> None:
+    x, h0, c0, wx, wh, b = make_inputs(
+        [(3, 5, 2), (3, 4), (3, 4), (2, 16), (4, 16), (16,)], "cpu", dtype, seed=9
+    )
+    hs, cache = F.lstm_forward(x, h0, c0, wx, wh, b)
+    dout = make_inputs([(3, 5, 4)], "cpu", dtype, seed=10)[0]
+    dx, dh0, dc0, dwx, dwh, db = F.lstm_backward(dout, cache)
+    h, c, caches = h0, c0, []
+    for t in range(5):
+        (h, c), step_cache = F.lstm_step_forward(x[:, t], h, c, wx, wh, b)
+        caches.append(step_cache)
+        assert rel_error(hs[:, t], h) < TOL[dtype]
+    assert rel_error(cache[-1][:, -1], c) < TOL[dtype]  # the last cell state
+    dh, dc, sums = torch.zeros_like(h0), torch.zeros_like(c0), [0, 0, 0]
+    for t in reversed(range(5)):
+        dx_t, dh, dc, *weights = F.lstm_step_backward((dout[:, t] + dh, dc), caches[t])
+        assert rel_error(dx[:, t], dx_t) < TOL[dtype]
+        sums = [s + w for s, w in zip(sums, weights, strict=True)]
+    for ours, chained in [(dh0, dh), (dc0, dc), (dwx, sums[0]), (dwh, sums[1]), (db, sums[2])]:
+        assert rel_error(ours, chained) < TOL[dtype]

@@ -791,7 +791,7 @@ def test_lstm_float32_keeps_its_dtype_and_checks_its_input():
     assert [tuple(p.shape) for p in lstm.parameters()] == [(2, 12), (3, 12), (12,)]
     with pytest.raises(ValueError, match=r"\(N, T, input_size\)"):
         lstm(torch.randn(4, 2))
-    with pytest.raises(ValueError, match="T = 5"):
+    with pytest.raises(ValueError, match="dout has shape"):
         lstm.backward(torch.ones(4, 3))
     with pytest.raises(RuntimeError, match="before forward"):
         nn.LSTM(2, 2).backward(torch.ones(1, 1, 2))
