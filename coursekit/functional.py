@@ -127,7 +127,7 @@ def relu_backward(dout: Tensor, cache: Cache) -> Tensor:
     out = cache
     _check_dout(op, dout, out.shape)
     _check_dout_dtype(op, dout, out)
-    return torch.where(out > 0, dout, 0.0)  # out > 0 exactly where x > 0
+    return torch.where(out <= 0, 0.0, dout)  # 0 where x <= 0; a NaN input passes dout, as in torch
 
 
 def sigmoid_forward(x: Tensor) -> tuple[Tensor, Cache]:

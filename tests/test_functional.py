@@ -747,8 +747,10 @@ def test_reference_helper_detects_a_wrong_gradient() -> None:
 def test_relu_backward_gives_0_for_inf_and_nan_dout_where_x_is_not_positive(
     dtype: torch.dtype,
 ) -> None:
-    x = torch.tensor([-2.0, 0.0, 3.0, -1.0, 0.5], dtype=dtype)
-    dout = torch.tensor([float("inf"), float("nan"), float("inf"), float("-inf"), 2.0], dtype=dtype)
+    x = torch.tensor([-2.0, 0.0, 3.0, -1.0, 0.5, float("nan")], dtype=dtype)
+    dout = torch.tensor(
+        [float("inf"), float("nan"), float("inf"), float("-inf"), 2.0, 4.0], dtype=dtype
+    )
     _, cache = F.relu_forward(x)
     leaf = x.clone().requires_grad_()
     torch.relu(leaf).backward(dout)
