@@ -59,7 +59,9 @@ def maxpool_backward_loops(dout, cache):
     for i in range(ho):
         for j in range(wo):
             window = x[:, :, i * stride : i * stride + k, j * stride : j * stride + k]
-            mask = window == window.amax((2, 3), keepdim=True)
+            # ties: the first maximum in row-major order gets the gradient, as in torch
+            first = window.reshape(n, c, k * k).argmax(-1)
+            mask = torch.nn.functional.one_hot(first, k * k).reshape(n, c, k, k)
             dx[:, :, i * stride : i * stride + k, j * stride : j * stride + k] += (
                 mask * dout[:, :, i : i + 1, j : j + 1]
             )

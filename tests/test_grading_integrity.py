@@ -225,7 +225,8 @@ def test_processes_the_student_code_starts_end_with_the_check(tmp_path):
     def forks(dout, cache):
         pid = os.fork()
         if pid == 0:
-            marker.write_text(str(os.getpid()))
+            (tmp_path / "pid.tmp").write_text(str(os.getpid()))
+            os.rename(tmp_path / "pid.tmp", marker)  # whole, or not at all
             time.sleep(120)
             os._exit(0)
         while not marker.exists():
@@ -258,3 +259,140 @@ def test_in_process_mode_says_it_offers_no_integrity(monkeypatch):
     result = check("04.linear_backward", ok.linear_backward)
     assert result.passed and NO_INTEGRITY in result.feedback
     assert "no integrity" in NO_INTEGRITY
+
+
+# ---------------------------------------------------------------------------- right, wrong answers
+def _tanh_cosh(a, dout):
+    return dout / torch.cosh(a) ** 2
+
+
+def _tanh_factored(a, dout):
+    t = torch.tanh(a)
+    return dout * (1 - t) * (1 + t)
+
+
+def _tanh_exp(a, dout):
+    return dout * 4 / (torch.exp(a) + torch.exp(-a)) ** 2
+
+
+@pytest.mark.parametrize("fn", [ok.tanh_backward, _tanh_cosh, _tanh_factored, _tanh_exp])
+def test_correct_alternative_formulas_pass_on_many_seeds(fn):
+    from coursekit.grading.context import grade
+    from coursekit.grading.registry import get_item
+
+    for seed in range(20):
+        outcome = grade(get_item("02.tanh_backward"), (fn,), seed)
+        assert outcome.status == "passed", f"seed {seed}: {outcome.feedback}"
+
+
+def _relu_at_zero(dout, cache):
+    return dout * (cache >= 0)
+
+
+def _dropout_forward(x, p, generator):
+    keep = (torch.rand(x.shape, generator=generator, dtype=x.dtype) >= p).to(x.dtype) / (1 - p)
+    _LAST["mask"] = keep
+    return x * keep, keep
+
+
+_LAST: dict = {}
+
+
+def _dropout_backward_latest_mask(dout, cache):
+    return dout * _LAST["mask"]
+
+
+def _maxpool_every_maximum(dout, cache):
+    x, k, stride = cache
+    n, c, ho, wo = dout.shape
+    dx = torch.zeros_like(x)
+    for i in range(ho):
+        for j in range(wo):
+            rows, cols = slice(i * stride, i * stride + k), slice(j * stride, j * stride + k)
+            window = x[:, :, rows, cols]
+            mask = window == window.amax((2, 3), keepdim=True)
+            dx[:, :, rows, cols] += mask * dout[:, :, i : i + 1, j : j + 1]
+    return dx
+
+
+def _batchnorm_unbiased(dout, cache):
+    x, gamma, eps = cache
+    n = x.shape[0]
+    std = torch.sqrt(x.var(0) + eps)  # unbiased: divides by N - 1
+    xhat = (x - x.mean(0)) / std
+    dx = gamma / (n * std) * (n * dout - dout.sum(0) - xhat * (dout * xhat).sum(0))
+    return dx, (dout * xhat).sum(0), dout.sum(0)
+
+
+def _adam_t_from_zero(w, grad, m, v, t, lr, beta1, beta2, eps):
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad**2
+    m_hat, v_hat = m / (1 - beta1 ** (t - 1)), v / (1 - beta2 ** (t - 1))
+    return w - lr * m_hat / (v_hat.sqrt() + eps), m, v
+
+
+def _bptt(dhs, caches, *, overwrite=False, skip_last=False, tanh=True):
+    dh_next = torch.zeros_like(caches[0][1])
+    dxs, grads = [], None
+    steps = range(len(caches) - 1) if skip_last else range(len(caches))
+    for t in reversed(steps):
+        x, h_prev, wx, wh, h = caches[t]
+        da = dhs[:, t] + dh_next
+        da = da * (1 - h**2) if tanh else da
+        dxs.append(da @ wx.T)
+        dh_next = da @ wh.T
+        step = (x.T @ da, h_prev.T @ da, da.sum(0))
+        grads = (
+            step
+            if grads is None or overwrite
+            else tuple(a + b for a, b in zip(grads, step, strict=True))
+        )
+    dxs = dxs[::-1] + ([torch.zeros_like(caches[-1][0])] if skip_last else [])
+    return (torch.stack(dxs, 1), dh_next, *grads)
+
+
+@pytest.mark.parametrize(
+    ("name", "fns", "words"),
+    [
+        ("03.relu", (ok.relu_forward, _relu_at_zero), "x > 0, not x >= 0"),
+        ("07.dropout", (_dropout_forward, _dropout_backward_latest_mask), "mask of the second"),
+        ("09.maxpool_backward", (_maxpool_every_maximum,), "first maximum"),
+        ("08.batchnorm_backward", (_batchnorm_unbiased,), "unbiased"),
+        ("06.adam_step", (_adam_t_from_zero,), "1-based"),
+        ("10.bptt", (lambda d, c: _bptt(d, c, overwrite=True),), "overwritten in the loop"),
+        ("10.bptt", (lambda d, c: _bptt(d, c, skip_last=True),), "the last step, t = T-1"),
+        ("10.bptt", (lambda d, c: _bptt(d, c, tanh=False),), "tanh derivative is missing"),
+    ],
+    ids=[
+        "relu-zero",
+        "dropout-latest",
+        "maxpool-ties",
+        "bn-unbiased",
+        "adam-t0",
+        "bptt-overwrite",
+        "bptt-skip-last",
+        "bptt-no-tanh",
+    ],  # fmt: skip
+)
+def test_wrong_answers_that_used_to_pass_or_go_unnamed(name, fns, words):
+    from coursekit.grading.context import grade
+    from coursekit.grading.registry import get_item
+
+    for seed in (0, 5):
+        outcome = grade(get_item(name), fns, seed)
+        assert outcome.status != "passed" and words in outcome.feedback, outcome.feedback
+
+
+def test_a_float32_answer_is_told_about_its_precision():
+    def float32(dout, cache):
+        return tuple(g.float() for g in ok.linear_backward(dout, cache))
+
+    def float32_inside(logits, y):
+        from tests.grading_fixtures.correct import dlogits
+
+        return dlogits(logits.float(), y).double()
+
+    result = check("04.linear_backward", float32)
+    _zero(result, "float32 precision: keep the input's dtype")
+    result = check("05.dlogits", float32_inside)
+    assert "float32 precision" in result.feedback or result.passed, str(result)

@@ -7,25 +7,31 @@ In a notebook::
     check("04.linear_backward", linear_backward)  # PASS/FAIL, points, and what to fix
 
 ``check`` tests the functions on fresh random float64 inputs against
-torch.autograd, in a separate process with a time limit, and never raises
-because of the code it checks. On the command line::
+torch.autograd and never raises because of the code it checks. The references
+and the comparison stay in this process; the student's functions run in a
+separate process with a time limit, which only sends plain data back. On the
+command line::
 
     python -m coursekit.grading submissions/*.ipynb --json grades.json --csv grades.csv
 
-runs each notebook in a fresh kernel and prints a score table (see ``bulk``).
+runs each notebook in a fresh process and grades every item of its lesson (see ``bulk``).
 
 Modules, one idea each:
 
-    check       check(): grade, show, record, return a Result
+    check       check(): scan, grade, show, record, return a Result
     result      Result: passed, points, max_points, feedback, status
     registry    the @item decorator and items()
-    context     GradingContext: random inputs, guarded calls, comparisons
+    context     GradingContext: random inputs, calls to the student's process, comparisons
     hints       recognising classic mistakes from the wrong answer they give
-    guard       no autograd in hand-written backward passes; global state kept
-    isolation   running the grading in a forked child with time and memory limits
+    isolation   sessions with the student's process: forked, over pipes, or in-process
+    wire        the messages between the two processes: data only, never code
+    student     the student's side: calls the functions, reports results and in-place changes
+    guard       the autograd ban (every route) and global state kept in-process
+    scan        the source scan for automatic differentiation and coursekit's own answer
+    library     coursekit's implementations of each graded operation
     reference   gradients from torch.autograd
-    items_00 ... items_05   the graded items, one module per lesson
-    bulk        grading many notebooks
+    items_00 ... the graded items, one module per lesson
+    bulk        grading many notebooks; worker: a process loaded with one notebook's code
 """
 
 from coursekit.grading import (  # noqa: F401

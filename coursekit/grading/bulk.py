@@ -263,8 +263,8 @@ def _parent_of(pid: int) -> int | None:
 class _ItemSession(PipeSession):
     """The grader's end of one item's conversation with a child of the worker."""
 
-    def __init__(self, worker: _Worker, pid: int, deadline: float) -> None:
-        super().__init__(worker.read_fd, worker.write_fd, deadline)
+    def __init__(self, worker: _Worker, pid: int, limit: float) -> None:
+        super().__init__(worker.read_fd, worker.write_fd, limit)
         self.reader = worker.reader
         self.worker, self.pid = worker, pid
 
@@ -398,7 +398,7 @@ def _grade_item(it: Item, calls, sources, numbers, worker, seed: int):
         feedback = f"Could not find the functions passed to check(): {answer.get('message')}"
         return ItemScore(it.name, 0, it.points, "not defined", feedback[:500]), worker
     pid = answer.get("pid") if type(answer.get("pid")) is int else 0
-    session = _ItemSession(worker, pid, deadline)
+    session = _ItemSession(worker, pid, limit)
     names = [e if e.isidentifier() else p for e, p in zip(expressions, it.functions, strict=True)]
     outcome: Outcome = grade(it, None, item_seed, session=session, names=names)
     result = to_result(it, outcome, item_seed, limit)

@@ -120,7 +120,7 @@ def grade_in_student_process(
             functions,
             found.hand_written,
             library_of(found.name),
-            time.monotonic() + limit,
+            limit,
             default_memory_budget(),
         )
         try:

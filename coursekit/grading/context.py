@@ -197,6 +197,7 @@ class GradingContext:
         shape_of: dict[str, str] | None = None,
         nonfinite_hint: str | None = None,
         what: str | None = None,
+        slack: torch.Tensor | float = 0.0,
     ) -> None:
         """Fail the case unless ``got`` matches ``expected`` value by value.
 
@@ -204,7 +205,8 @@ class GradingContext:
         name each), or a dict (``names`` are its keys). ``mistakes`` maps an output's
         name to the mistakes to recognise in it; ``batch`` is the batch size N, for
         the "factor N" hints; ``shape_of`` says whose shape each output has ("dw" ->
-        "w"); ``what`` describes the returned object ("the (loss, cache) pair").
+        "w"); ``what`` describes the returned object ("the (loss, cache) pair"); ``slack`` is
+        an absolute error any correct formula may make (see ``hints.relative_error``).
         """
         mistakes = mistakes or {}
         what = what or f"{self._fn()}"
@@ -242,7 +244,14 @@ class GradingContext:
             pairs = [(n, n, g, e) for n, g, e in zip(names, got, expected, strict=True)]
         for key, shown, g, e in pairs:
             self._compare_one(
-                shown, g, e, mistakes.get(key, []), batch, (shape_of or {}).get(key), nonfinite_hint
+                shown,
+                g,
+                e,
+                mistakes.get(key, []),
+                batch,
+                (shape_of or {}).get(key),
+                nonfinite_hint,
+                slack,
             )
 
     def _compare_one(
@@ -254,6 +263,7 @@ class GradingContext:
         batch: int | None,
         shape_of: str | None,
         nonfinite_hint: str | None,
+        slack: torch.Tensor | float = 0.0,
     ) -> None:
         got = self._as_tensor(name, got, expected)
         if got.shape != expected.shape:
@@ -295,7 +305,7 @@ class GradingContext:
             )
         if got.numel() == 0:
             return
-        err = relative_error(got, expected)
+        err = relative_error(got, expected, slack)
         worst = err.max().item()
         if worst > TOLERANCE or worst != worst:
             index = _index(torch.nonzero(err == err.max())[0]) if worst == worst else ()

@@ -35,17 +35,24 @@ class Mistake:
     shape_only: bool = False
 
 
-def relative_error(got: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
-    """Elementwise |got - expected| / max(|expected|, floor), in float64.
+def relative_error(
+    got: torch.Tensor, expected: torch.Tensor, slack: torch.Tensor | float = 0.0
+) -> torch.Tensor:
+    """Elementwise (|got - expected| - slack) / max(|expected|, floor), in float64.
 
     ``floor`` is 1e-5 times the largest |expected| (and at least 1e-12), so that
     entries that should be (nearly) zero are compared on the scale of the whole
-    tensor instead of producing 0/0.
+    tensor instead of producing 0/0. ``slack`` is an absolute error every correct
+    formula may make (an item sets it where a textbook formula cancels, e.g.
+    1 - tanh(a)**2 at large |a|); it is 0 by default.
     """
     got, expected = got.detach().double(), expected.detach().double()
     scale = expected.abs().max().item() if expected.numel() else 0.0
     floor = max(1e-5 * scale, 1e-12)
-    return (got - expected).abs() / expected.abs().clamp_min(floor)
+    err = (got - expected).abs()
+    if not isinstance(slack, float) or slack:
+        err = (err - slack).clamp_min(0.0)
+    return err / expected.abs().clamp_min(floor)
 
 
 def is_close(got: torch.Tensor, expected: torch.Tensor) -> bool:

@@ -41,7 +41,14 @@ from typing import Any
 import torch
 
 from coursekit.grading import guard
-from coursekit.grading.student import CappedText, StudentServer, redirect_output, serve
+from coursekit.grading.student import (
+    CappedText,
+    StudentServer,
+    _changed_mirrors,
+    _snapshot_mirrors,
+    redirect_output,
+    serve,
+)
 from coursekit.grading.wire import Codec, FrameReader, Malformed, write_frame
 
 NO_INTEGRITY = (
@@ -135,8 +142,11 @@ class Session:
         if not isinstance(args, tuple) or not isinstance(kwargs, dict):
             raise StudentGone("malformed", "a call with malformed arguments")
         try:
+            before = _snapshot_mirrors(self.codec, (args, kwargs))
             value = fn(*args, **kwargs)
-            nodes, root, out = self.codec.encode(value)
+            # tensors the function changed in place (e.g. an all_reduce): the student's change too
+            changed = _changed_mirrors(self.codec, before)
+            nodes, root, out = self.codec.encode((value, changed))
         except Exception as err:
             return {
                 "op": "callback-result",
@@ -165,10 +175,11 @@ def _text(value: Any, limit: int = 4000) -> str:
 class PipeSession(Session):
     """A student process reached through two pipes (it runs ``student.serve``)."""
 
-    def __init__(self, read_fd: int, write_fd: int, deadline: float) -> None:
+    def __init__(self, read_fd: int, write_fd: int, limit: float) -> None:
         super().__init__()
         self.read_fd, self.write_fd = read_fd, write_fd
-        self.deadline = deadline
+        self.limit = limit  # seconds the student's process may take, all its calls together
+        self.spent = 0.0  # (the grader's own work, references and comparisons, is not counted)
         self.reader = FrameReader()
         self.output: list[str] = []
 
@@ -203,10 +214,12 @@ class PipeSession(Session):
                 raise StudentGone("malformed", str(err)) from None
             if message is not None:
                 return message
-            remaining = self.deadline - time.monotonic()
+            remaining = self.limit - self.spent
             if remaining <= 0:
                 raise StudentGone("timeout")
+            start = time.monotonic()
             ready, _, _ = select.select([self.read_fd], [], [], remaining)
+            self.spent += time.monotonic() - start
             if not ready:
                 continue
             chunk = os.read(self.read_fd, 1 << 20)
@@ -230,7 +243,7 @@ class ForkedSession(PipeSession):
         functions: Sequence[Callable[..., Any]],
         hand_written: bool,
         library: Sequence[str],
-        deadline: float,
+        limit: float,
         memory_bytes: int | None,
     ) -> None:
         child_read, grader_write = os.pipe()
@@ -255,7 +268,7 @@ class ForkedSession(PipeSession):
         os.close(child_write)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done by the child: whichever runs first
-        super().__init__(grader_read, grader_write, deadline)
+        super().__init__(grader_read, grader_write, limit)
         self.pid = pid
         self.status: int | None = None
 

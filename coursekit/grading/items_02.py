@@ -135,7 +135,9 @@ def tanh_backward(ctx: GradingContext, fn) -> None:
     for shape, scale in [((5,), 1.0), ((3, 4), 1.0), ((), 1.0), ((8,), 20.0)]:
         a, dout = ctx.randn(*shape, scale=scale), ctx.randn(*shape)
         with ctx.case(describe_shapes(a=a, dout=dout) + (", large |a|" if scale > 1 else "")):
-            (expected,) = autograd_grads(torch.tanh, [a], dout)
+            # 1 - tanh(a)**2 cancels at large |a|: the reference is dout / cosh(a)**2 (no
+            # cancellation), and any correct formula may be off by a few ulps of |dout|
+            expected = dout / torch.cosh(a) ** 2
             t = torch.tanh(a)
             mistakes = [
                 Mistake(
@@ -150,7 +152,10 @@ def tanh_backward(ctx: GradingContext, fn) -> None:
                 ),
             ]
             got = ctx.call(fn, a, dout, names=("a", "dout"))
-            ctx.compare(got, expected, ("da",), mistakes={"da": mistakes}, shape_of={"da": "a"})
+            slack = 8 * torch.finfo(torch.float64).eps * dout.abs()
+            ctx.compare(
+                got, expected, ("da",), mistakes={"da": mistakes}, shape_of={"da": "a"}, slack=slack
+            )
 
 
 # ------------------------------------------------------------------------- topological order

@@ -161,10 +161,13 @@ def tanh(ctx: GradingContext, forward, backward) -> None:
     points=2,
     description="ReLU forward and backward",
     signature="forward(x) -> (out, cache), backward(dout, cache) -> dx",
-    covers="several shapes, large |x|",
+    covers="several shapes, large |x|, exact zeros",
 )
 def relu(ctx: GradingContext, forward, backward) -> None:
-    for description, x in _inputs(ctx, extremes=True):
+    zeros = ctx.randn(3, 6)
+    zeros[:, ::2] = 0.0  # ReLU's derivative at exactly 0 is 0 (torch's convention)
+    cases = [*_inputs(ctx, extremes=True), ("x of shape (3, 6) with exact zeros", zeros)]
+    for description, x in cases:
         with ctx.case(description):
             positive = (x > 0).to(x.dtype)
 
@@ -183,6 +186,11 @@ def relu(ctx: GradingContext, forward, backward) -> None:
                         dout * torch.relu(x),
                         "Multiply dout by the derivative of ReLU "
                         "(1 where x > 0, else 0), not by relu(x) itself.",
+                    ),
+                    Mistake(
+                        dout * (x >= 0).to(x.dtype),
+                        "At x = 0 the gradient is 0 (torch's convention, and the cache's mask "
+                        "must agree with it): use x > 0, not x >= 0.",
                     ),
                 ]
 

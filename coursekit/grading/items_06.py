@@ -318,6 +318,13 @@ _BIAS = (
 )
 
 
+_T_FROM_ZERO = (
+    "At t = 1 the bias correction 1 - beta1**t is 1 - beta1; counted from 0 it is "
+    "1 - beta1**0 = 0, and m / 0 is inf or nan. t is the 1-based number of this step: use it "
+    "as it is, (1 - beta1**t) and (1 - beta2**t)."
+)
+
+
 @item(
     "06.adam_step",
     points=3,
@@ -427,6 +434,7 @@ def adam_step(ctx: GradingContext, fn) -> None:
                 ("w_new", "m_new", "v_new"),
                 mistakes=mistakes,
                 shape_of={"w_new": "w", "m_new": "m", "v_new": "v"},
+                nonfinite_hint=_T_FROM_ZERO if t == 1 else None,
             )
 
     shape, lr = (3,), 0.05

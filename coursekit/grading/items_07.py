@@ -243,7 +243,10 @@ def dropout(ctx: GradingContext, forward, backward) -> None:
                 ctx.fail("With p = 0 dropout must be the identity: out = x.", _THE_RULE)
 
     shape, p = (6, 8), 0.5
-    with ctx.case(f"two forward passes in a row on x {shape}, p = {p:g}: two masks"):
+    with ctx.case(
+        f"two forward passes in a row on x {shape}, p = {p:g}: two masks; then the backward "
+        "of the first"
+    ):
         seed = int(ctx.randint(2**31 - 1, 1).item())
         x = ctx.uniform(*shape, low=0.5, high=1.5)
         generator = torch.Generator().manual_seed(seed)
@@ -251,8 +254,10 @@ def dropout(ctx: GradingContext, forward, backward) -> None:
         names = ("x", "p", "generator")
         first = ctx.call(forward, x, p, generator, names=names)
         second = ctx.call(forward, x, p, generator, names=names)
+        masks = []
         for number, result in (("first", first), ("second", second)):
             u = torch.rand(x.shape, generator=reference, dtype=x.dtype)
+            masks.append(u >= p)
             if not isinstance(result, (tuple, list)) or len(result) != 2:
                 ctx.fail(f"`{ctx.function_name}` should return the pair (out, cache).")
             ctx.compare(
@@ -262,6 +267,24 @@ def dropout(ctx: GradingContext, forward, backward) -> None:
                 mistakes={"out": _forward_mistakes(x, p, u)},
                 what=f"the {number} forward pass",
             )
+        # the backward of the FIRST forward, after the second: its own mask, from its cache
+        dout = ctx.randn(*shape)
+        dx = ctx.call(backward, dout, first[1], names=("dout", "cache"), opaque=("cache",))
+        stale = [
+            Mistake(
+                dout * masks[1] / (1 - p),
+                "The backward of the first forward pass used the mask of the second (the most "
+                "recent one, kept outside the cache?). Each forward pass returns its own mask "
+                "in its cache; the backward must take it from the cache it is given.",
+            )
+        ]
+        ctx.compare(
+            dx,
+            dout * masks[0] / (1 - p),
+            ("dx",),
+            mistakes={"dx": stale + _backward_mistakes(dout, x, p, masks[0])},
+            what="the backward of the first forward pass",
+        )
 
 
 # ---------------------------------------------------------------------------- 07.l2_grad

@@ -69,6 +69,19 @@ def batchnorm_backward(ctx: GradingContext, fn) -> None:
                 ),
             ]
             if n > 1:
+                std_u = torch.sqrt(x.var(0, unbiased=True) + eps)
+                xhat_u = (x - x.mean(0)) / std_u
+                unbiased_formula = (
+                    gamma / (n * std_u) * (n * dout - dout.sum(0) - xhat_u * (dout * xhat_u).sum(0))
+                )
+                dx_mistakes.append(
+                    Mistake(
+                        unbiased_formula,
+                        "The variance is the unbiased one (x.var(0) divides by N - 1). "
+                        "Batchnorm normalizes with the biased variance, var = mean((x - mu)**2), "
+                        "divided by N: x.var(0, unbiased=False).",
+                    )
+                )
                 dx_mistakes.append(
                     Mistake(
                         _batchnorm_grads(dout, x, gamma, eps, unbiased=True)[0],

@@ -172,6 +172,20 @@ def _assigned(dout, x, kernel_size: int, stride: int, last_wins: bool):
     return dx.view(n, c, h, w)
 
 
+def _to_every_maximum(dout, x, kernel_size: int, stride: int):
+    """dx when dout goes to every entry equal to its window's maximum (a tie mistake)."""
+    dx = torch.zeros_like(x)
+    ho, wo = dout.shape[2:]
+    for i in range(ho):
+        for j in range(wo):
+            rows = slice(i * stride, i * stride + kernel_size)
+            cols = slice(j * stride, j * stride + kernel_size)
+            window = x[:, :, rows, cols]
+            mask = window == window.amax((2, 3), keepdim=True)
+            dx[:, :, rows, cols] += mask * dout[:, :, i : i + 1, j : j + 1]
+    return dx
+
+
 def _spread(dout, x, kernel_size: int, stride: int, scale: float):
     """dx when dout * scale goes to every pixel of its window (average-pool style)."""
     ones = torch.ones(x.shape[1], 1, kernel_size, kernel_size, dtype=dout.dtype) * scale
@@ -194,7 +208,8 @@ def _transposed_conv_groups(dout, w, x_shape, stride: int):
     description="dx of 2-D max pooling: the gradient routed to each window's maximum",
     signature="fn(dout, cache) -> dx, cache = (x, kernel_size, stride)",
     covers="non-overlapping and overlapping windows (kernel 3, stride 2; kernel 2, stride 1), "
-    "sizes that do not divide evenly, batch 1, non-square images",
+    "sizes that do not divide evenly, batch 1, non-square images, ties (the first maximum gets "
+    "the gradient, as in torch)",
     timeout=30.0,
 )
 def maxpool_backward(ctx: GradingContext, fn) -> None:
@@ -206,15 +221,19 @@ def maxpool_backward(ctx: GradingContext, fn) -> None:
         (3, 1, 8, 7, 3, 3),
         (2, 3, 9, 7, 3, 2),
     ]
-    for n, c, h, wd, k, stride in cases:
-        x = ctx.randn(n, c, h, wd)
-        overlapping = stride < k
+    # ties: small integers, so windows hold several equal maxima; the gradient goes to the
+    # first of them in row-major order within the window, as torch routes it
+    cases += [(2, 2, 6, 6, 2, 2, "ties"), (1, 2, 7, 6, 3, 2, "ties")]
+    for n, c, h, wd, k, stride, *ties in cases:
+        x = ctx.randint(3, n, c, h, wd).to(torch.float64) if ties else ctx.randn(n, c, h, wd)
+        overlapping = stride < k and not ties
         if overlapping:
             # a pixel shared by four windows holds the largest value: its gradient must add up
             x[:, :, stride, stride] = x.abs().amax() + 1.0
         ho, wo = (h - k) // stride + 1, (wd - k) // stride + 1
         dout = ctx.randn(n, c, ho, wo)
-        with ctx.case(f"{describe_shapes(x=x)}, kernel_size = {k}, stride = {stride}"):
+        label = ", ties (entries 0, 1, 2)" if ties else ""
+        with ctx.case(f"{describe_shapes(x=x)}, kernel_size = {k}, stride = {stride}{label}"):
             expected = _maxpool_grad(dout, x, k, stride)
             assign = (
                 "Overlapping windows share pixels, and a pixel that is the maximum of several "
@@ -232,6 +251,16 @@ def maxpool_backward(ctx: GradingContext, fn) -> None:
                 ),
                 Mistake(_spread(dout, x, k, stride, 1.0), "dout copied to every pixel " + spread),
             ]
+            if ties:
+                mistakes.append(
+                    Mistake(
+                        _to_every_maximum(dout, x, k, stride),
+                        "Where a window holds its maximum more than once, the gradient went to "
+                        "every copy. Max pooling passes it to one input only: the first maximum "
+                        "in row-major order within the window (as torch does), e.g. the argmax "
+                        "of the flattened window.",
+                    )
+                )
             if overlapping:
                 mistakes += [
                     Mistake(_assigned(dout, x, k, stride, last_wins=True), assign),

@@ -149,19 +149,32 @@ def _unroll(x, h0, wx, wh, b):
     return torch.stack(hs, 1), caches
 
 
-def _bptt(dhs, caches, from_future: bool, last_only: bool):
-    """BPTT by hand, with the two classic mistakes switchable."""
+def _bptt(
+    dhs,
+    caches,
+    from_future: bool = True,
+    keep: str = "sum",
+    skip_last: bool = False,
+    tanh: bool = True,
+):
+    """BPTT by hand, with the classic mistakes switchable: the gradient from later steps left
+    out, weight gradients overwritten in the loop (``keep="last"`` keeps step T-1's, ``"first"``
+    step 0's, what ``=`` instead of ``+=`` leaves), the last step skipped, tanh' forgotten."""
     dh_next = torch.zeros_like(caches[0][1])
     dxs, dwx, dwh, db = [], 0.0, 0.0, 0.0
-    for t in reversed(range(len(caches))):
+    steps = len(caches)
+    for t in reversed(range(steps)):
+        if skip_last and t == steps - 1:
+            dxs.append(torch.zeros_like(caches[t][0]))
+            continue
         dh = dhs[:, t] + (dh_next if from_future else 0.0)
-        dx, dh_next, dwx_t, dwh_t, db_t = _step_grads(dh * (1 - caches[t][4] ** 2), *caches[t][:4])
+        da = dh * (1 - caches[t][4] ** 2) if tanh else dh
+        dx, dh_next, dwx_t, dwh_t, db_t = _step_grads(da, *caches[t][:4])
         dxs.append(dx)
-        if last_only:
-            if t == len(caches) - 1:
-                dwx, dwh, db = dwx_t, dwh_t, db_t
-        else:
+        if keep == "sum":
             dwx, dwh, db = dwx + dwx_t, dwh + dwh_t, db + db_t
+        elif keep == "first" or (keep == "last" and t == steps - 1):
+            dwx, dwh, db = dwx_t, dwh_t, db_t
     return torch.stack(dxs[::-1], 1), dh_next, dwx, dwh, db
 
 
@@ -185,9 +198,37 @@ def bptt(ctx: GradingContext, fn) -> None:
             expected = _autograd(lambda *a: _unroll(*a)[0], (x, h0, wx, wh, b), dhs)
             names = ("dx", "dh0", "dwx", "dwh", "db")
             mistakes: dict[str, list[Mistake]] = {name: [] for name in names}
+            no_tanh = _bptt(dhs, caches, tanh=False)
+            for name, wrong in zip(names, no_tanh, strict=True):
+                mistakes[name].append(
+                    Mistake(
+                        wrong,
+                        "the tanh derivative is missing: h_t = tanh(a_t), so each step first "
+                        "computes da = dh * (1 - h_t**2), then every gradient from da.",
+                    )
+                )
             if t_len > 1:
-                no_future = _bptt(dhs, caches, from_future=False, last_only=False)
-                last = _bptt(dhs, caches, from_future=True, last_only=True)
+                no_future = _bptt(dhs, caches, from_future=False)
+                last = _bptt(dhs, caches, keep="last")
+                first = _bptt(dhs, caches, keep="first")
+                skipped = _bptt(dhs, caches, skip_last=True)
+                for name, wrong in zip(names[2:], first[2:], strict=True):
+                    mistakes[name].append(
+                        Mistake(
+                            wrong,
+                            f"{name} holds only step 0's contribution: it was overwritten in the "
+                            "loop (= instead of +=). wx, wh and b are shared by every step, so "
+                            "add up the step gradients over all T steps (start from zeros).",
+                        )
+                    )
+                for name, wrong in zip(names, skipped, strict=True):
+                    mistakes[name].append(
+                        Mistake(
+                            wrong,
+                            "the last step, t = T-1, is missing: the loop must run over every "
+                            "step, for t in reversed(range(T)) (range(T - 1) stops one short).",
+                        )
+                    )
                 for name, wrong in zip(names, no_future, strict=True):
                     mistakes[name].append(
                         Mistake(

@@ -40,6 +40,13 @@ LIBRARY: dict[str, tuple[str, ...]] = {
     "09.maxpool_backward": (_F + "maxpool2d_backward",),
     "10.rnn_step_backward": (_F + "rnn_step_backward",),
     "10.bptt": (_F + "rnn_backward", _F + "rnn_step_backward"),
+    "11.unbroadcast": (_A + "unbroadcast",),
+    "12.saved_bytes": (
+        "coursekit.checkpoint.saved_bytes",
+        "coursekit.checkpoint.torch_saved_bytes",
+    ),
+    "12.average_gradients": ("coursekit.distributed.all_reduce_gradients",),
+    "12.loss_scaler_step": ("coursekit.amp.LossScaler.step", "coursekit.amp.LossScaler.unscale_"),
     "14.softmax_backward": (_F + "softmax_backward",),
     "14.attention_backward": (_F + "attention_backward", _F + "softmax_backward"),
     "14.layernorm_backward": (_F + "layernorm_backward",),

@@ -144,7 +144,8 @@ class StudentServer:
         )
         if header.get("status") != "ok":
             raise RuntimeError(str(header.get("message", "the grader's function failed")))
-        return self.codec.decode(header.get("nodes"), header.get("root"), answer)
+        value, _changed = self.codec.decode(header.get("nodes"), header.get("root"), answer)
+        return value  # the arguments it changed in place were updated while decoding
 
 
 def _name(fn: Any) -> str:
