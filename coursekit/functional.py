@@ -950,28 +950,28 @@ def gelu_forward(x: Tensor, approximate: str = "none") -> tuple[Tensor, Cache]:
     "tanh":  out = x (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3) (GPT-2's form).
              d out/dx = (1 + t) / 2 + x (1 - t^2) / 2 * du/dx, t = tanh(u),
              du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
-    dx = dout * d out/dx; the cache is x.
+    dx = dout * d out/dx; the cache is x with Phi(x) (or t).
     """
     op = "gelu_forward"
     _check_float(op, "x", x)
     if approximate == "none":
-        out = x * (0.5 * (1.0 + torch.erf(x / _SQRT_2)))
+        s = 0.5 * (1.0 + torch.erf(x / _SQRT_2))  # Phi(x)
     elif approximate == "tanh":
-        out = 0.5 * x * (1.0 + torch.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3)))
+        s = torch.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3))  # t
     else:
         raise ValueError(f'{op}: approximate must be "none" or "tanh", got {approximate!r}')
-    return out, (x, approximate)
+    out = x * s if approximate == "none" else 0.5 * x * (1.0 + s)
+    return out, (x, approximate, s)
 
 
 def gelu_backward(dout: Tensor, cache: Cache) -> Tensor:
     """dx = dout * gelu'(x); see gelu_forward for both derivatives."""
-    x, approximate = cache
+    x, approximate, s = cache
     _check_dout("gelu_backward", dout, x.shape)
     if approximate == "none":
-        cdf = 0.5 * (1.0 + torch.erf(x / _SQRT_2))
         pdf = torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        return dout * (cdf + x * pdf)
-    t = torch.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x**3))
+        return dout * (s + x * pdf)  # s = Phi(x)
+    t = s
     du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * x * x)
     return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
 
