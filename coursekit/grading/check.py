@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from coursekit.grading.context import AUTOGRAD_HINT, LIBRARY_HINT, Outcome, grade
-from coursekit.grading.guard import preserved_global_state
+from coursekit.grading.guard import prepare, preserved_global_state
 from coursekit.grading.isolation import (
     NO_INTEGRITY,
     ForkedSession,
@@ -104,6 +104,8 @@ def _grade(name: Any, functions: tuple, timeout: float | None) -> Result:
             return flagged(found, hit, seed)
     limit = _time_limit(found, timeout)
     warm_up()
+    if found.hand_written:
+        prepare(library_of(found.name))
     outcome = grade_in_student_process(found, functions, seed, limit)
     return to_result(found, outcome, seed, limit)
 
