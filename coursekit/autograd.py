@@ -82,6 +82,7 @@ __all__ = [
     "layernorm",
     "leaky_relu",
     "linear",
+    "lstm",
     "lstm_step",
     "maxpool2d",
     "mse",
@@ -922,6 +923,7 @@ def _lstm_step_joined_backward(dout: torch.Tensor, cache: Any) -> tuple:
 
 # An op on Tensor has one output, so lstm_step returns [h, c] joined: h = out[:, :H].
 lstm_step = from_pair(_lstm_step_joined_forward, _lstm_step_joined_backward, name="lstm_step")
+lstm = from_pair(F.lstm_forward, F.lstm_backward)
 
 
 # ---------------------------------------------------------------------------

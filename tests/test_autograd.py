@@ -775,3 +775,18 @@ def test_lstm_step_is_an_op_on_tensor_with_h_and_c_joined():
     inputs = [randn(3, 2), randn(3, 4, seed=2), randn(3, 4, seed=3), randn(2, 16, seed=4) / 2,
               randn(4, 16, seed=5) / 2, randn(16, seed=6)]  # fmt: skip
     compare(ag.lstm_step, reference, inputs)
+
+
+def test_lstm_over_a_sequence_is_an_op_on_tensor():
+    def reference(x, h0, c0, wx, wh, b):
+        h, c, hs = h0, c0, []
+        for t in range(x.shape[1]):
+            i, f, g, o = (x[:, t] @ wx + h @ wh + b).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(h)
+        return torch.stack(hs, dim=1)
+
+    inputs = [randn(2, 5, 3), randn(2, 4, seed=2), randn(2, 4, seed=3), randn(3, 16, seed=4) / 2,
+              randn(4, 16, seed=5) / 2, randn(16, seed=6)]  # fmt: skip
+    compare(ag.lstm, reference, inputs)
