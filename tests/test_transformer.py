@@ -253,3 +253,18 @@ def test_bad_inputs_give_clear_errors() -> None:
         _gpt()(torch.zeros(9, dtype=torch.int64))
     with pytest.raises(RuntimeError, match="before forward"):
         _gpt().backward(torch.zeros(1, 2, 11))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpt_on_cuda_matches_the_cpu() -> None:
+    cpu = _gpt()
+    cuda = _gpt().to("cuda")
+    idx, _ = _batch(3)
+    dout = _randn(3, 8, 11, seed=13)
+    for model, where in ((cpu, "cpu"), (cuda, "cuda")):
+        model(idx.to(where))
+        model.backward(dout.to(where))
+    for p, q in zip(cpu.parameters(), cuda.parameters(), strict=True):
+        assert q.grad.device.type == "cuda"
+        assert rel_error(q.grad.cpu(), p.grad) < 1e-8
