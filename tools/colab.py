@@ -2,7 +2,11 @@
 
 The repository's public address is set once, in ``pyproject.toml`` under
 ``[tool.coursekit]``.  Run ``python tools/colab.py`` (or ``make badges``) after
-changing it: every notebook's badge and set-up cell are rewritten to match.
+changing it: every notebook's badge and set-up cell, the README's badges and
+``[project.urls] Homepage`` are rewritten to match.
+
+Colab's set-up cell installs the package with ``pip install git+<repository>``, which
+works only when the repository is public (see the README for private forks).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ NOTEBOOK_DIRS = ("notebooks", "solutions", "exercises")
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 SETUP_MARKER = "# Set-up: on Google Colab"
 BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+_COLAB_URL_RE = re.compile(
+    r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/"
+)
+_HOMEPAGE_RE = re.compile(r'^(Homepage\s*=\s*)"[^"]*"', re.M)
 
 
 def course_settings(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
@@ -108,12 +116,52 @@ def apply(path: Path, settings: dict[str, str] | None = None, root: Path = ROOT)
     return False
 
 
+def colab_prefix(settings: dict[str, str]) -> str:
+    """What every badge's address starts with, up to the notebook's path."""
+    return (
+        f"https://colab.research.google.com/github/{github_path(settings['repository'])}"
+        f"/blob/{settings['branch']}/"
+    )
+
+
+def rewrite_text(text: str, settings: dict[str, str]) -> str:
+    """A README or pyproject.toml with every Colab badge address and the ``Homepage`` URL
+    pointing at ``settings``' repository and branch."""
+    text = _COLAB_URL_RE.sub(lambda _: colab_prefix(settings), text)
+    return _HOMEPAGE_RE.sub(lambda m: f'{m.group(1)}"{settings["repository"]}"', text)
+
+
+def apply_text(path: Path, settings: dict[str, str] | None = None) -> bool:
+    """Rewrite the badges and the homepage in one text file; True if it changed."""
+    settings = settings or course_settings()
+    before = path.read_text(encoding="utf-8")
+    after = rewrite_text(before, settings)
+    if after != before:
+        path.write_text(after, encoding="utf-8")
+        return True
+    return False
+
+
+def rewrite_all(root: Path = ROOT) -> list[Path]:
+    """Every notebook, the README and pyproject.toml's homepage, from ``[tool.coursekit]``;
+    the files that changed."""
+    settings = course_settings(root / "pyproject.toml")
+    changed = [p for p in notebook_paths(root) if apply(p, settings, root)]
+    texts = [root / "README.md", root / "pyproject.toml"]
+    return changed + [p for p in texts if p.exists() and apply_text(p, settings)]
+
+
 def main(argv: list[str]) -> int:
-    paths = [Path(a) for a in argv] or notebook_paths()
-    changed = [p for p in paths if apply(p)]
+    if argv:
+        settings = course_settings()
+        paths = [Path(a) for a in argv]
+        changed = [p for p in paths if apply(p, settings)]
+    else:
+        paths = [*notebook_paths(), ROOT / "README.md", ROOT / "pyproject.toml"]
+        changed = rewrite_all(ROOT)
     for p in changed:
         print(f"updated {p}")
-    print(f"{len(changed)} of {len(paths)} notebooks updated")
+    print(f"{len(changed)} of {len(paths)} files updated")
     return 0
 
 
