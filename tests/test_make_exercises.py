@@ -183,3 +183,113 @@ def test_generate_stamps_solutions_in_place_once(tmp_path):
     assert [c.source for c in after.cells] == [c.source for c in before.cells]
     again = make_exercises.generate(tmp_path, check=True, points=POINTS)
     assert not any(again.values()), again
+
+
+# ----------------------------------------------------------------------------- generated cells
+def _lesson_07_notebook(table_note: str = "") -> nbformat.NotebookNode:
+    code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    header = "Two items:\n\n| item | you write |\n|---|---|\n| `07.old` | gone |\n\nHow it works"
+    dropout = (
+        "def dropout_forward(x, p, g):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION"
+    )
+    return _notebook(
+        md(header + table_note),
+        code(dropout),
+        code('result_dropout = check("07.dropout", dropout_forward, dropout_backward)'),
+        code(dropout.replace("dropout_forward(x, p, g)", "l2_grad(w, lam)")),
+        code('result_l2 = check("07.l2_grad", l2_grad)'),
+        md("## Your score"),
+        code('results = {"07.old": result_old}\nprint(f"{item:<12} {x}")'),
+    )  # fmt: skip
+
+
+def test_item_table_and_score_cell_come_from_items():
+    from coursekit.grading import items
+
+    nb = make_exercises.stamp_solution(_lesson_07_notebook(), lesson="07")
+    assert nb.metadata["coursekit"] == {"lesson": "07"}
+    table = nb.cells[1].source
+    assert table.startswith("Two items:\n\n| item | you write | points |\n|---|---|---|\n")
+    assert table.endswith("\n\nHow it works") and "07.old" not in table
+    for name, it in items("07").items():
+        assert f"| `{name}` | {it.description.replace('*', chr(92) + '*')} | {it.points} |" in table
+    score = nb.cells[7].source
+    assert '"07.dropout": result_dropout,\n    "07.l2_grad": result_l2,\n}' in score
+    assert "{item:<12}" in score  # the author's width is kept while the names fit
+    assert make_exercises.stamp_solution(nb, lesson="07").cells == nb.cells  # stable
+
+
+def test_score_cell_columns_line_up():
+    class Result:
+        def __init__(self, passed, points, max_points):
+            self.passed, self.points, self.max_points = passed, points, max_points
+
+    source = make_exercises.score_cell_source([("07.dropout", "a"), ("07.l2_grad", "b")], 12)
+    lines: list[str] = []
+    namespace = {"a": Result(True, 3, 3), "b": Result(False, 0, 1), "print": lines.append}
+    exec(source, namespace)
+    assert lines[:2] == ["07.dropout   pass  3 / 3", "07.l2_grad   todo  0 / 1"]
+    assert lines[2] == "total        3 / 4 points"
+
+
+def test_a_score_cell_without_the_result_of_an_item_is_refused():
+    nb = _lesson_07_notebook()
+    nb.cells[5].source = 'check("07.l2_grad", l2_grad)'
+    with pytest.raises(ValueError, match="07.l2_grad"):
+        make_exercises.stamp_solution(nb, lesson="07")
+
+
+# ----------------------------------------------------------------------------- overwriting
+def _course(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    solution = tmp_path / "solutions" / "07_x.ipynb"
+    nbformat.write(_lesson_07_notebook(), solution)
+    make_exercises.generate(tmp_path)
+    return solution, tmp_path / "exercises" / "07_x.ipynb"
+
+
+def test_exercise_records_its_lesson_and_a_hash_of_what_was_written(tmp_path):
+    _, exercise = _course(tmp_path)
+    nb = nbformat.read(exercise, as_version=4)
+    meta = nb.metadata["coursekit"]
+    assert meta["lesson"] == "07" and meta["generated"] == make_exercises.content_hash(nb)
+    assert make_exercises.untouched(exercise.read_text())
+
+
+def test_an_untouched_exercise_follows_its_solution_without_force(tmp_path):
+    solution, exercise = _course(tmp_path)
+    text = solution.read_text().replace("How it works", "How it all works")
+    solution.write_text(text)
+    assert make_exercises.generate(tmp_path, check=True)["stale"] == [exercise]
+    report = make_exercises.generate(tmp_path)
+    assert report["written"] == [exercise] and report["skipped"] == []
+    assert "How it all works" in exercise.read_text()
+    # what Jupyter changes without an edit (outputs, metadata, layout) does not count
+    nb = nbformat.read(exercise, as_version=4)
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="ran\n")]
+    nb.metadata["widgets"] = {}
+    nbformat.write(nb, exercise)
+    assert make_exercises.untouched(exercise.read_text())
+    assert make_exercises.generate(tmp_path)["written"] == [exercise]
+
+
+def test_an_edited_exercise_is_kept_unless_forced(tmp_path):
+    solution, exercise = _course(tmp_path)
+    nb = nbformat.read(exercise, as_version=4)
+    nb.cells[2].source = nb.cells[2].source.replace("# YOUR CODE HERE", "return x  # mine")
+    nbformat.write(nb, exercise)
+    solution.write_text(solution.read_text().replace("How it works", "How it all works"))
+    report = make_exercises.generate(tmp_path)
+    assert report["skipped"] == [exercise] and "# mine" in exercise.read_text()
+    report = make_exercises.generate(tmp_path, force=True)
+    assert report["written"] == [exercise] and "# mine" not in exercise.read_text()
+
+
+def test_lessons_limits_the_work(tmp_path):
+    solution, exercise = _course(tmp_path)
+    solution.write_text(solution.read_text().replace("How it works", "How it all works"))
+    assert make_exercises.generate(tmp_path, lessons=["03"]) == {
+        "stale": [], "written": [], "skipped": [], "unstamped": [], "stamped": []
+    }  # fmt: skip
+    assert make_exercises.generate(tmp_path, lessons=["07"])["written"] == [exercise]

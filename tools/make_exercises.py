@@ -44,9 +44,28 @@ settings in tools/nbgrader_config.py) apart from the stub's message (nbgrader's
 ``raise NotImplementedError()`` names no function, so the checksums of code solution
 cells differ too) and the Colab badge (nbgrader keeps the solution's link).
 
-A file in exercises/ that differs from what would be generated (a student's
-work, or a stale copy) is never overwritten unless ``--force`` is given; solution
-notebooks are always re-stamped (metadata only). ``--check`` only reports which
+Generated from ``coursekit.grading.items()``
+--------------------------------------------
+In the solution (and so in the exercise) the generator also writes:
+
+* the notebook's lesson, ``metadata.coursekit.lesson`` ("04" for ``04_*.ipynb``), which bulk
+  grading reads first, whatever a learning platform renames the file to;
+* the item table of the header, the lines from ``| item | you write | points |`` to the
+  table's end: one row per item, in the order the notebook checks them, with the item's
+  ``description`` and ``points``;
+* the score cell, the code cell that starts with ``results = {``: one entry per item,
+  ``result_<name>`` being the variable its check() cell assigns.
+
+Adding an item is then: its ``@item`` code, its solution and check() cells, one test entry
+(see docs/authoring_items.md), and ``make exercises``.
+
+Overwriting exercises
+---------------------
+Each exercise stores a hash of the cells it was written with
+(``metadata.coursekit.generated``). A file in exercises/ whose cells still match that hash
+was not touched since and is brought up to date; one that differs from it (a student's
+work, an edit by hand) is never overwritten unless ``--force`` is given. Solution notebooks
+are always re-stamped (metadata, item table and score cell). ``--check`` only reports which
 notebooks are out of date (exit code 1 if any).
 """
 
@@ -55,6 +74,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Mapping
@@ -70,6 +90,11 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _DEF_RE = re.compile(r"^\s*def\s+(\w+)\s*\(")
 NBGRADER_SCHEMA = 3
 _MAGIC_CHECK_RE = re.compile(r"^\s*[%!].*(?<![\w.])check\s*\(", re.M)
+_LESSON_RE = re.compile(r"^(\d\d)_")
+TABLE_HEADER = "| item | you write |"
+SCORE_START = "results = {"
+_RESULT_RE = re.compile(r"^(\w+)\s*=\s*check\(\s*[\"']([\w.]+)[\"']", re.M)
+_WIDTH_RE = re.compile(r"\{item:<(\d+)\}")
 
 
 # ----------------------------------------------------------------------------- nbgrader metadata
@@ -161,17 +186,134 @@ def nbgrader_cell_metadata(
     return result
 
 
+# ----------------------------------------------------------------------------- generated cells
+
+
+def lesson_of(path: Path | str) -> str | None:
+    """ "04" for ``04_vectorized_backprop.ipynb``; None for a name without ``NN_``."""
+    match = _LESSON_RE.match(Path(path).name)
+    return match.group(1) if match else None
+
+
+def _checked_order(nb: nbformat.NotebookNode) -> list[str]:
+    names: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            names += [n for n in checked_items(cell.source) if n not in names]
+    return names
+
+
+def _lesson_items(nb: nbformat.NotebookNode, lesson: str) -> list[tuple[str, str, int]]:
+    """(name, description, points) of the lesson's items, in the order the notebook checks
+    them (items it never checks last, in the order of ``items()``)."""
+    from coursekit.grading import items
+
+    table = items(lesson)
+    order = [n for n in _checked_order(nb) if n in table]
+    order += [n for n in table if n not in order]
+    return [(n, table[n].description, table[n].points) for n in order]
+
+
+def item_table(rows: list[tuple[str, str, int]]) -> str:
+    """The header's markdown table of items: name, what the student writes, points."""
+    lines = [f"{TABLE_HEADER} points |", "|---|---|---|"]
+    for name, description, points in rows:
+        text = re.sub(r"([\\|*])", r"\\\1", description)  # literal |, * and \\ in markdown
+        lines.append(f"| `{name}` | {text} | {points} |")
+    return "\n".join(lines)
+
+
+def _replace_table(source: str, table: str) -> str:
+    lines = source.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(TABLE_HEADER))
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "\n".join([*lines[:start], table, *lines[end:]])
+
+
+def score_cell_source(entries: list[tuple[str, str]], width: int) -> str:
+    """The "Your score" cell: ``entries`` are (item, the variable holding its Result)."""
+    listed = "".join(f'    "{name}": {var},\n' for name, var in entries)
+    return (
+        f"results = {{\n{listed}}}\n"
+        "for item, result in results.items():\n"
+        '    status = "pass" if result.passed else "todo"\n'
+        f'    print(f"{{item:<{width}}} {{status}}  '
+        '{result.points:g} / {result.max_points:g}")\n'
+        "earned = sum(result.points for result in results.values())\n"
+        "possible = sum(result.max_points for result in results.values())\n"
+        f"print(f\"{{'total':<{width}}} {{earned:g}} / {{possible:g}} points\")"
+    )
+
+
+def _score_entries(nb: nbformat.NotebookNode, rows) -> list[tuple[str, str]]:
+    assigned = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            for var, name in _RESULT_RE.findall(cell.source):
+                assigned[name] = var
+    missing = [name for name, *_ in rows if name not in assigned]
+    if missing:
+        raise ValueError(
+            f"the score cell needs each item's result: write `result_<name> = check(...)` "
+            f"for {', '.join(missing)}"
+        )
+    return [(name, assigned[name]) for name, *_ in rows]
+
+
+def write_generated_cells(nb: nbformat.NotebookNode, lesson: str) -> None:
+    """Rewrite, in place, the item table and the score cell from ``items(lesson)``."""
+    rows = _lesson_items(nb, lesson)
+    if not rows:
+        return
+    longest = max(len(name) for name, *_ in rows)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and any(
+            line.startswith(TABLE_HEADER) for line in cell.source.split("\n")
+        ):
+            cell.source = _replace_table(cell.source, item_table(rows))
+        elif cell.cell_type == "code" and cell.source.startswith(SCORE_START):
+            # the column width the author chose stays, unless a name no longer fits
+            found = _WIDTH_RE.search(cell.source)
+            width = int(found.group(1)) if found else 0
+            width = width if width > longest else longest + 3
+            cell.source = score_cell_source(_score_entries(nb, rows), width)
+
+
 def stamp_solution(
-    solution: nbformat.NotebookNode, points: Mapping[str, int] | None = None
+    solution: nbformat.NotebookNode,
+    points: Mapping[str, int] | None = None,
+    lesson: str | None = None,
 ) -> nbformat.NotebookNode:
-    """The solution notebook (a new object) with nbgrader's metadata on every cell."""
+    """The solution notebook (a new object) with nbgrader's metadata on every cell; given its
+    ``lesson``, also the lesson in its metadata, the item table and the score cell."""
     nb = nbformat.reads(nbformat.writes(solution), as_version=4)
+    if lesson is not None:
+        nb.metadata.setdefault("coursekit", {})["lesson"] = lesson
+        write_generated_cells(nb, lesson)
     for cell, meta in zip(nb.cells, nbgrader_cell_metadata(nb, points), strict=True):
         if meta is None:
             cell.metadata.pop("nbgrader", None)
         else:
             cell.metadata["nbgrader"] = meta
     return nb
+
+
+def content_hash(nb: nbformat.NotebookNode) -> str:
+    """A hash of what a person edits in a notebook: each cell's type and source."""
+    cells = [[cell.cell_type, cell.source] for cell in nb.cells]
+    return hashlib.sha256(json.dumps(cells).encode("utf-8")).hexdigest()
+
+
+def untouched(text: str) -> bool:
+    """True if a generated exercise's cells are still those it was written with."""
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception:
+        return False
+    stored = nb.metadata.get("coursekit", {}).get("generated")
+    return stored is not None and stored == content_hash(nb)
 
 
 def nbgrader_checksum(cell: nbformat.NotebookNode) -> str:
@@ -253,30 +395,35 @@ def exercise_from_solution(
     first.source = colab.BADGE_RE.sub(
         lambda _: colab.badge_markdown(exercise_rel, settings), first.source, count=1
     )
+    nb.metadata.setdefault("coursekit", {})["generated"] = content_hash(nb)
     return nb
 
 
-def _solution_paths(root: Path) -> list[Path]:
-    return sorted((root / "solutions").glob("*.ipynb"))
+def _solution_paths(root: Path, lessons: list[str] | None = None) -> list[Path]:
+    paths = sorted((root / "solutions").glob("*.ipynb"))
+    return [p for p in paths if lessons is None or lesson_of(p) in lessons]
 
 
 def expected_solutions(
-    root: Path = ROOT, points: Mapping[str, int] | None = None
+    root: Path = ROOT, points: Mapping[str, int] | None = None, lessons: list[str] | None = None
 ) -> dict[Path, str]:
     """Map each solution path to its text with nbgrader's metadata stamped."""
     points = _course_points() if points is None else points
     return {
-        sol: nbformat.writes(stamp_solution(nbformat.read(sol, as_version=4), points)) + "\n"
-        for sol in _solution_paths(root)
+        sol: nbformat.writes(
+            stamp_solution(nbformat.read(sol, as_version=4), points, lesson_of(sol))
+        )
+        + "\n"
+        for sol in _solution_paths(root, lessons)
     }
 
 
 def expected_exercises(
-    root: Path = ROOT, points: Mapping[str, int] | None = None
+    root: Path = ROOT, points: Mapping[str, int] | None = None, lessons: list[str] | None = None
 ) -> dict[Path, str]:
     """Map each exercise path to the text the generator would write there."""
     result = {}
-    for sol, text in expected_solutions(root, points).items():
+    for sol, text in expected_solutions(root, points, lessons).items():
         target = root / "exercises" / sol.name
         rel = target.relative_to(root).as_posix()
         nb = exercise_from_solution(nbformat.reads(text, as_version=4), rel)
@@ -292,7 +439,7 @@ def unchecked_items(root: Path = ROOT) -> dict[Path, list[str]]:
     for sol in _solution_paths(root):
         nb = nbformat.read(sol, as_version=4)
         checked = {n for c in nb.cells if c.cell_type == "code" for n in checked_items(c.source)}
-        lesson = sol.name[:2]
+        lesson = lesson_of(sol)
         absent = [name for name in items(lesson) if name not in checked]
         if absent:
             missing[sol] = absent
@@ -304,11 +451,14 @@ def generate(
     force: bool = False,
     check: bool = False,
     points: Mapping[str, int] | None = None,
+    lessons: list[str] | None = None,
 ) -> dict[str, list]:
     """Stamp solutions/ with nbgrader's metadata and bring exercises/ up to date.
 
-    Returns the paths that were stale, written and skipped (exercises), and the
-    solutions that lacked (``unstamped``) and were given (``stamped``) the metadata.
+    ``lessons`` ("04", ...) limits the work to those lessons' notebooks.
+    Returns the paths that were stale, written and skipped (exercises: skipped ones were
+    edited since they were generated), and the solutions that lacked (``unstamped``) and were
+    given (``stamped``) the metadata.
     """
     points = _course_points() if points is None else points
     report: dict[str, list] = {
@@ -318,20 +468,20 @@ def generate(
         "unstamped": [],
         "stamped": [],
     }
-    for sol, text in expected_solutions(root, points).items():
+    for sol, text in expected_solutions(root, points, lessons).items():
         if sol.read_text() != text:
             report["unstamped"].append(sol)
             if not check:
                 sol.write_text(text)
                 report["stamped"].append(sol)
-    for target, text in expected_exercises(root, points).items():
+    for target, text in expected_exercises(root, points, lessons).items():
         current = target.read_text() if target.exists() else None
         if current == text:
             continue
         report["stale"].append(target)
         if check:
             continue
-        if current is not None and not force:
+        if current is not None and not force and not untouched(current):
             report["skipped"].append(target)
             continue
         target.parent.mkdir(exist_ok=True)
@@ -342,10 +492,18 @@ def generate(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--force", action="store_true", help="overwrite exercises that differ")
+    parser.add_argument(
+        "--force", action="store_true", help="also overwrite exercises edited since generated"
+    )
     parser.add_argument("--check", action="store_true", help="only report out-of-date notebooks")
+    parser.add_argument(
+        "--lesson",
+        action="append",
+        metavar="NN",
+        help="only this lesson's notebooks (repeatable; default: every lesson)",
+    )
     args = parser.parse_args(argv)
-    report = generate(ROOT, force=args.force, check=args.check)
+    report = generate(ROOT, force=args.force, check=args.check, lessons=args.lesson)
     for sol, names in unchecked_items(ROOT).items():
         print(f"note: {sol.relative_to(ROOT)} checks no cell for {', '.join(names)}")
     if args.check:
@@ -353,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             rel = t.relative_to(ROOT)
             print(f"nbgrader metadata missing or stale: {rel} (run `make exercises`)")
         for t in report["stale"]:
-            print(f"out of date: {t.relative_to(ROOT)} (run `make exercises ARGS=--force`)")
+            print(f"out of date: {t.relative_to(ROOT)} (run `make exercises`)")
         return 1 if report["stale"] or report["unstamped"] else 0
     for t in report["stamped"]:
         print(f"stamped nbgrader metadata on {t.relative_to(ROOT)}")
@@ -361,7 +519,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {t.relative_to(ROOT)}")
     for t in report["skipped"]:
         rel = t.relative_to(ROOT)
-        print(f"kept {rel}: it differs from the generated version; --force replaces it")
+        why = (
+            "it was edited since it was generated (its cells no longer match the hash in its "
+            "metadata)"
+            if '"generated"' in t.read_text()
+            else "it carries no hash of what was generated (an older copy, or one made by hand)"
+        )
+        print(f"kept {rel}: {why}; `make exercises ARGS=--force` replaces it")
     return 1 if report["skipped"] else 0
 
 

@@ -91,8 +91,9 @@ def course(tmp_path_factory) -> dict:
 
 def _as_released(exercise: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     """The committed exercise with the documented differences from nbgrader's release
-    undone: nbgrader's plain stub, and the solution's Colab badge."""
+    undone: nbgrader's plain stub, the solution's Colab badge, and the generator's hash."""
     nb = nbformat.reads(nbformat.writes(exercise), as_version=4)
+    nb.metadata["coursekit"].pop("generated")
     settings = colab.course_settings(ROOT / "pyproject.toml")
     first = nb.cells[0]
     first.source = first.source.replace(
