@@ -22,7 +22,7 @@ BASE_STAMP := $(VENV)/.stamp-base
 DEV_STAMP  := $(VENV)/.stamp-dev
 NBVAL := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test install install-dev lint format unit notebooks browser colab nbgrader chromium exercises badges outputs bench clean
+.PHONY: lab test install install-dev lint format unit notebooks browser colab nbgrader chromium exercises badges grade outputs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,11 +87,16 @@ chromium:
 
 test: lint unit notebooks colab nbgrader browser
 
-exercises: $(DEV_STAMP)
+# Instructors: the course's own install is enough for these three (no test tools).
+# make exercises [ARGS=--force]   make badges   make grade ARGS="submissions/ --csv grades.csv"
+exercises: $(BASE_STAMP)
 	$(PY) tools/make_exercises.py $(ARGS)
 
-badges: $(DEV_STAMP)
+badges: $(BASE_STAMP)
 	$(PY) tools/colab.py
+
+grade: $(BASE_STAMP)
+	$(PY) -m coursekit.grading $(ARGS)
 
 # Re-run notebooks in place to refresh their stored outputs (after editing a lesson).
 outputs: $(DEV_STAMP)

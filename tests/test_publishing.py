@@ -5,6 +5,7 @@ copy whose address changed."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,3 +80,36 @@ def test_a_changed_address_leaves_the_repository_checks_green(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
+
+
+# ----------------------------------------------------------------------------- instructor's tools
+DEV_ONLY = ["pytest", "xdist", "nbval", "hypothesis", "micrograd", "ruff", "playwright"]
+
+
+def test_instructor_targets_need_only_the_course_install():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("exercises", "badges", "grade"):
+        assert re.search(rf"^{target}: \$\(BASE_STAMP\)$", makefile, re.M), target
+    assert re.search(r"^grade: .*\n\t\$\(PY\) -m coursekit\.grading \$\(ARGS\)$", makefile, re.M)
+
+
+def test_instructor_tools_run_without_the_dev_extra():
+    # the dev extra's packages made unimportable: the tools must not need them
+    code = (
+        "import sys\n"
+        f"BLOCKED = {DEV_ONLY!r}\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError(f'{name} is in the dev extra')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from tools import colab, make_exercises\n"
+        "assert make_exercises.main(['--check', '--lesson', '00']) == 0\n"
+        "readme = open('README.md').read()\n"
+        "assert colab.rewrite_text(readme, colab.course_settings()) == readme\n"
+        "from coursekit.grading.__main__ import main\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
