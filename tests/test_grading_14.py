@@ -132,6 +132,15 @@ def attention_dv_transposed(dout, cache):
     return _attention(dout, cache, dv_transposed=True)
 
 
+def attention_dk_not_transposed(dout, cache):
+    dq, _, dv = _attention(dout, cache)
+    q, k, v, causal = cache
+    p = _weights(q, k, causal)
+    dp = dout @ v.transpose(-2, -1)
+    ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+    return dq, ds @ q / q.shape[-1] ** 0.5, dv
+
+
 def attention_in_place(dout, cache):
     out = _attention(dout, cache)
     cache[0].mul_(2)
@@ -170,6 +179,7 @@ MISTAKES = [
     ("14.attention_backward", attention_dk_without_scale, "Forgetting it in dk"),
     ("14.attention_backward", attention_no_row_sum, "row-sum term is missing"),
     ("14.attention_backward", attention_dv_transposed, "p^T @ dout"),
+    ("14.attention_backward", attention_dk_not_transposed, "transpose of ds"),
     ("14.attention_backward", attention_in_place, "modified its input"),
     ("14.layernorm_backward", layernorm_unbiased, "unbiased variance"),
     ("14.layernorm_backward", layernorm_no_variance_path, "path through the variance"),

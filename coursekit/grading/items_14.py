@@ -117,7 +117,7 @@ def _attention_grads(dout, q, k, v, p, scale_q=True, scale_k=True, row_sum=True)
 )
 def attention_backward(ctx: GradingContext, fn) -> None:
     cases = [
-        ((), 4, 4, 3, 2, False),
+        ((), 4, 4, 4, 2, False),
         ((2,), 5, 5, 4, 3, True),
         ((2,), 3, 6, 4, 4, False),
         ((2, 2), 6, 6, 2, 3, True),
@@ -165,6 +165,13 @@ def attention_backward(ctx: GradingContext, fn) -> None:
                     Mistake(
                         p @ dout,
                         "dv is p^T @ dout (out = p @ v, so dv = p^T dout), not p @ dout.",
+                    )
+                )
+                mistakes["dq"].append(
+                    Mistake(
+                        ds.transpose(-2, -1) @ k * scale,
+                        "dq uses the transpose of ds where it needs ds itself: s = q k^T / sqrt(d) "
+                        "gives dq = ds @ k / sqrt(d), (Tq, Tk) @ (Tk, d).",
                     )
                 )
                 if tk == d:
