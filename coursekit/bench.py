@@ -14,7 +14,11 @@ c. the scalar engine ``coursekit.scalar.Value``: how many nodes per second its
    ``backward()`` processes on a large random expression graph;
 d. the scalar engine against Karpathy's micrograd (its recursive ``backward()``), on the same
    MLP-shaped graph built with each engine: only when ``micrograd`` is installed
-   (``pip install micrograd``; the row is skipped otherwise).
+   (``pip install micrograd``; the row is skipped otherwise);
+e. lesson 14's causal attention (``F.attention_forward/backward``), lesson 11's tape
+   (``coursekit.autograd.Tensor``) on the MLP of (a), and lesson 14's small GPT
+   (forward + backward through ``coursekit.transformer``), each against the same maths
+   differentiated by ``torch.autograd``.
 
 Timing method: both variants of a benchmark are timed in the same loop, alternating
 (manual then autograd, then autograd then manual, ...), so that a change of machine load
@@ -393,6 +397,113 @@ def bench_micrograd(repeats: int, quick: bool) -> BenchResult | None:
     )
 
 
+# ------------------------------------------------- (e) attention, the tape, a GPT training step
+def bench_attention(
+    device: torch.device, dtype: torch.dtype, repeats: int, quick: bool
+) -> BenchResult:
+    """Causal scaled dot-product attention (lesson 14), forward and backward (dq, dk, dv),
+    against the same maths (masked softmax of q kᵀ/√d, times v) differentiated by autograd."""
+    b, h, t, d = (2, 2, 16, 8) if quick else (8, 4, 128, 32)
+    g = torch.Generator().manual_seed(2)
+    q, k, v, dout = (torch.randn(b, h, t, d, generator=g, dtype=dtype).to(device) for _ in "qkvo")
+    mask = torch.ones(t, t, dtype=torch.bool, device=device).triu(1)
+
+    def manual() -> list[torch.Tensor]:
+        _, cache = F.attention_forward(q, k, v, causal=True)
+        return list(F.attention_backward(dout, cache))
+
+    leaves = [x.clone().requires_grad_(True) for x in (q, k, v)]
+
+    def autograd() -> list[torch.Tensor]:
+        qa, ka, va = leaves
+        scores = (qa @ ka.transpose(-2, -1) / d**0.5).masked_fill(mask, float("-inf"))
+        out = torch.softmax(scores, dim=-1) @ va
+        return list(torch.autograd.grad(out, leaves, grad_outputs=dout))
+
+    error = _max_rel_error(manual(), autograd())
+    t_manual, t_auto = time_interleaved(manual, autograd, repeats, device)
+    name = f"attention (B,H,T,d)=({b},{h},{t},{d}) causal, fwd+bwd"
+    return BenchResult(name, t_manual, t_auto, max_rel_error=error)
+
+
+def bench_tape(device: torch.device, dtype: torch.dtype, repeats: int, quick: bool) -> BenchResult:
+    """The MLP of (a) through lesson 11's tape (coursekit.autograd.Tensor), whose backward
+    calls the same F pairs, against torch.autograd: the cost of recording a graph in Python."""
+    from coursekit import autograd as ag
+
+    n, d, h, c = (64, 64, 64, 10) if quick else (512, 512, 512, 10)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g, dtype=dtype).to(device)
+    y = torch.randint(0, c, (n,), generator=g).to(device)
+    sizes = [(d, h), (h, h), (h, c)]
+    params = []
+    for fan_in, fan_out in sizes:
+        w = torch.randn(fan_in, fan_out, generator=g, dtype=dtype) * (2 / fan_in) ** 0.5
+        params += [w.to(device), (torch.randn(fan_out, generator=g, dtype=dtype) * 0.1).to(device)]
+    tape_params = [ag.Tensor(p, requires_grad=True) for p in params]
+
+    def manual() -> list[torch.Tensor]:
+        for p in tape_params:
+            p.grad = None
+        a = ag.Tensor(x)
+        for i in range(0, len(tape_params), 2):
+            a = ag.linear(a, tape_params[i], tape_params[i + 1])
+            if i + 2 < len(tape_params):
+                a = ag.relu(a)
+        ag.softmax_cross_entropy(a, y).backward()
+        return [p.grad for p in tape_params]
+
+    leaves = [p.clone().requires_grad_(True) for p in params]
+
+    def autograd() -> list[torch.Tensor]:
+        w1, b1, w2, b2, w3, b3 = leaves
+        a2 = torch.relu(torch.relu(x @ w1 + b1) @ w2 + b2)
+        loss = torch.nn.functional.cross_entropy(a2 @ w3 + b3, y)
+        return list(torch.autograd.grad(loss, leaves))
+
+    error = _max_rel_error(manual(), autograd())
+    t_manual, t_auto = time_interleaved(manual, autograd, repeats, device)
+    name = f"tape (lesson 11) MLP {d}-{h}-{h}-{c}, batch {n}, fwd+bwd"
+    return BenchResult(name, t_manual, t_auto, max_rel_error=error)
+
+
+def bench_gpt(device: torch.device, dtype: torch.dtype, repeats: int, quick: bool) -> BenchResult:
+    """Lesson 14's GPT, forward and backward of the loss, against the same model in
+    torch.nn (``TorchGPT``, plain attention maths) differentiated by autograd."""
+    from coursekit import nn
+    from coursekit.transformer import GPT, TorchGPT
+
+    vocab, block, batch = (32, 16, 4) if quick else (65, 64, 16)
+    g = torch.Generator().manual_seed(3)
+    model = GPT(vocab, block, d_model=32 if quick else 64, n_heads=4, n_layers=2, generator=g)
+    model = model.to(device=device, dtype=dtype)
+    twin = TorchGPT.from_coursekit(model)
+    idx = torch.randint(vocab, (batch, block), generator=g).to(device)
+    targets = torch.randint(vocab, (batch * block,), generator=g).to(device)
+    loss_fn = nn.SoftmaxCrossEntropyLoss()
+
+    def manual() -> list[torch.Tensor]:
+        model.zero_grad()
+        loss_fn(model(idx).reshape(batch * block, vocab), targets)
+        model.backward(loss_fn.backward().reshape(batch, block, vocab))
+        return [p.grad for p in model.parameters()]
+
+    twin_params = twin.ordered_parameters()
+    transposed = [t for _, t in twin._matched()]
+
+    def autograd() -> list[torch.Tensor]:
+        logits = twin(idx).reshape(batch * block, vocab)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        grads = torch.autograd.grad(loss, twin_params)
+        return [gr.T if t else gr for gr, t in zip(grads, transposed, strict=True)]
+
+    error = _max_rel_error(manual(), autograd())
+    t_manual, t_auto = time_interleaved(manual, autograd, repeats, device)
+    params = sum(p.data.numel() for p in model.parameters())
+    name = f"GPT (lesson 14) {params:,} parameters, batch {batch}x{block}, fwd+bwd"
+    return BenchResult(name, t_manual, t_auto, max_rel_error=error)
+
+
 # -------------------------------------------------------------------------------- report
 def run_benchmarks(
     device: torch.device | str | None = None,
@@ -411,6 +522,9 @@ def run_benchmarks(
             bench_mlp(device, dtype, repeats, quick),
             *(bench_conv2d(device, dtype, repeats, shape=shape) for shape in conv_shapes),
             *(bench_maxpool2d(device, dtype, repeats, shape=shape) for shape in pool_shapes),
+            bench_attention(device, dtype, repeats, quick),
+            bench_tape(device, dtype, repeats, quick),
+            bench_gpt(device, dtype, repeats, quick),
             bench_scalar(repeats, quick),
             *filter(None, [bench_micrograd(repeats, quick)]),  # None without micrograd
         ]

@@ -48,6 +48,8 @@ def test_command_line_prints_the_table_with_ratios():
     assert kinds[0] == "MLP"
     assert kinds.count("conv2d") == len(bench.QUICK_CONV_SHAPES) >= 2
     assert kinds.count("maxpool2d") == len(bench.QUICK_POOL_SHAPES) >= 2
+    later = kinds.index("attention")
+    assert kinds[later : later + 3] == ["attention", "tape", "GPT"]
     for r in rows:
         manual, autograd, ratio, error = (float(r[i]) for i in range(2, 6))
         assert ratio > 0
@@ -68,7 +70,8 @@ def test_run_benchmarks_compares_equal_computations(one_thread):
     mlp = results[0]
     (scalar,) = [r for r in results if r.nodes is not None and r.micrograd_s is None]
     compared = [r for r in results if r.autograd_s is not None]
-    assert [r.name.split()[0] for r in compared] == ["MLP", "conv2d", "conv2d", *["maxpool2d"] * 2]
+    names = [r.name.split()[0] for r in compared]
+    assert names == ["MLP", "conv2d", "conv2d", *["maxpool2d"] * 2, "attention", "tape", "GPT"]
     for r in compared:
         assert r.max_rel_error < 1e-12, r.name  # float64: the same math
     assert mlp.ratio == mlp.manual_s / mlp.autograd_s
