@@ -1,6 +1,7 @@
 """Bulk grading: grade many submitted notebooks, each in a fresh process; tabulate.
 
     python -m coursekit.grading submissions/ alice_04.ipynb --json grades.json --csv grades.csv
+    make grade ARGS="submissions/ --lesson 05 --csv grades.csv --feedback feedback/"
 
 For each notebook:
 
@@ -8,12 +9,16 @@ For each notebook:
    (the submission itself is only read, never written).
 2. Its code cells run top to bottom in a fresh process (an IPython shell loaded
    with nothing else, ``worker``), with a time limit for the whole notebook
-   (``--timeout``, default 300 s). A cell that raises does not stop the run; a
-   cell that hangs or kills the process ends it, and the cells before it are run
-   again in a new process, to have the definitions they make.
-3. Then the grader grades **every item of the notebook's lesson** (read from the
-   file name's two-digit prefix: ``04_vectorized.ipynb``, ``04-alice.ipynb`` ->
-   every ``04.*`` item) itself, through the same protocol as check(): it makes
+   (``--timeout``, default 300 s) and one for each cell (``--cell-timeout``, default
+   60 s). A cell that raises does not stop the run; a cell that runs past its limit
+   is interrupted (KeyboardInterrupt) and the run goes on. A cell that ignores the
+   interrupt or kills the process ends it, and the cells before it are run again in a
+   new process, to have the definitions they make.
+3. Then the grader grades **every item of the notebook's lesson** itself. The lesson is
+   ``--lesson NN`` when given, else the one ``make exercises`` wrote into the notebook's
+   metadata (``metadata.coursekit.lesson``), else ``NN_`` anywhere in the file name
+   (``smithalice_1001_55555_05_mlp.ipynb`` -> 05); the gradebook says which. It grades
+   through the same protocol as check(): it makes
    the inputs, computes the references and compares, while the functions the
    notebook passed to its own check() call (``check("04.linear_backward",
    linear_backward)``) run in a child of that process, which only sends data
@@ -24,6 +29,14 @@ For each notebook:
 4. Points are integers, at most each item's worth, and only the lesson's items
    count. The test inputs are fresh for each run (one seed per run, in the JSON
    output), unless ``--seed`` fixes them.
+
+The gradebook (``--csv``) has one row per submission: the student (``--id-pattern``, a
+regular expression on the path whose first group, or the group named ``id``, is the
+student; by default the folder under the one given, else the file name without the
+lesson part), the lesson as text, per item its points and its status (passed, failed,
+not implemented, not run, flagged), the total and a reason quoting the cells that went
+wrong by their code-cell number and first line. ``--feedback DIR`` writes one plain
+text file per student with each item's feedback, to hand back.
 
 Notebooks run in parallel (``--jobs``, default: the number of CPU cores), each
 process with one torch thread (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1) so they do not
@@ -63,8 +76,13 @@ from coursekit.grading.scan import scan_notebook
 from coursekit.grading.wire import FrameReader, Malformed, write_frame
 
 _LESSON = re.compile(r"^(\d\d)(?:[_\-. ]|$)")
+_LESSON_ANYWHERE = re.compile(r"(?<![0-9])(\d\d)_")
+_TEMP_FILE = re.compile(r"\((?:<ipython-input-[\w-]+>|(?:[^()]*/)?[\w-]+\.py), (line \d+)\)")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding coursekit/
 DEFAULT_ITEM_TIMEOUT = 10.0
+DEFAULT_CELL_TIMEOUT = 60.0
+INTERRUPT_GRACE = 5.0  # seconds a cell has to stop after the interrupt
+FLAGGING = ("uses autograd", "uses coursekit", "tampers")
 
 
 @dataclass
@@ -84,14 +102,18 @@ class Submission:
 
     Attributes:
         name: how the notebook is shown (its path as given).
-        lesson: the two-digit lesson from the file name, or None.
-        items: item name -> ItemScore, the lesson's items in order.
+        lesson: the two-digit lesson ("05", text), or None when none was found.
+        items: item name -> ItemScore, the lesson's items in the order the notebook checks
+            them (items it never checks last).
         total, max_total: points earned and possible.
         flagged: "item: why" for items that scored zero for automatic differentiation,
             coursekit's own implementation or reaching into the grader.
         reason: "ok", or what went wrong: cell errors, a timeout, checks not run.
         seconds: wall time of the run.
         seed: the seed of the test inputs.
+        student: the student's identifier (see ``student_id``).
+        lesson_source: where the lesson came from: "--lesson", "notebook metadata",
+            "file name" or "none".
     """
 
     name: str
@@ -103,16 +125,22 @@ class Submission:
     reason: str = "ok"
     seconds: float = 0.0
     seed: int | None = None
+    student: str = ""
+    lesson_source: str = "none"
 
 
 @dataclass
 class _Execution:
     errors: list[tuple[int, str]] = field(default_factory=list)  # (cell number, "Name: value")
+    interrupted: list[int] = field(default_factory=list)  # cells stopped at their time limit
     timed_out_at: int | None = None
     died_at: int | None = None
     failure: str | None = None  # the notebook could not be read or the process not started
     kernel_output: str = ""  # the process's last line of output, when it died
     seconds: float = 0.0
+    labels: dict[int, str] = field(default_factory=dict)  # cell number -> "code cell 3 (`x`)"
+    empty: bool = False  # the notebook has no code at all
+    notes: list[str] = field(default_factory=list)  # lesson disagreements, unknown items
 
 
 # ----------------------------------------------------------------------------- finding work
@@ -138,6 +166,75 @@ def lesson_of(path: Path) -> str | None:
     """ "04" for 04_vectorized.ipynb; None if the name has no two-digit prefix."""
     match = _LESSON.match(path.name)
     return match.group(1) if match else None
+
+
+def lesson_in_name(path: Path) -> str | None:
+    """The lesson from ``NN_`` anywhere in the file name (a two-digit prefix first), the first
+    that has graded items: ``smithalice_1001_55555_05_mlp.ipynb`` -> "05"."""
+    known = {it.lesson for it in all_items()}
+    prefix = lesson_of(path)
+    found = ([prefix] if prefix else []) + _LESSON_ANYWHERE.findall(path.name)
+    return next((n for n in found if n in known), None)
+
+
+def lesson_in_metadata(nb) -> str | None:
+    """The lesson ``make exercises`` wrote into the notebook, if any."""
+    meta = nb.get("metadata", {}).get("coursekit", {}) if nb is not None else {}
+    lesson = meta.get("lesson") if isinstance(meta, dict) else None
+    return lesson if isinstance(lesson, str) and re.fullmatch(r"\d\d", lesson) else None
+
+
+def choose_lesson(path: Path, nb, given: str | None) -> tuple[str | None, str, str | None]:
+    """(lesson, where it came from, a note when the sources disagree).
+
+    ``--lesson`` is the instructor's word and wins; then the notebook's metadata, which
+    survives renaming by a learning platform; then ``NN_`` in the file name.
+    """
+    in_meta = lesson_in_metadata(nb)
+    if given is not None:
+        note = None
+        if in_meta is not None and in_meta != given:
+            note = f"graded as lesson {given} (--lesson); the notebook's metadata says {in_meta}"
+        return given, "--lesson", note
+    if in_meta is not None:
+        return in_meta, "notebook metadata", None
+    in_name = lesson_in_name(path)
+    if in_name is not None:
+        return in_name, "file name", None
+    return None, "none", None
+
+
+def student_id(path: Path, root: Path | None, pattern: str | None = None) -> str:
+    """Who handed in ``path``: the first group (or the group named ``id``) of ``pattern``
+    searched in the path; by default the first folder under ``root`` (the folder given on
+    the command line), else the file name without its lesson part."""
+    text = path.as_posix()
+    if pattern:
+        match = re.search(pattern, text)
+        if match:
+            groups = match.groupdict()
+            return groups.get("id") or (match.group(1) if match.groups() else match.group(0))
+        return path.stem
+    if root is not None:
+        with contextlib.suppress(ValueError):
+            parts = path.resolve().relative_to(root.resolve()).parts
+            if len(parts) > 1:
+                return parts[0]
+    stem = path.stem
+    match = _LESSON.match(stem) or _LESSON_ANYWHERE.search(stem)
+    if match is None:
+        return stem
+    before, after = stem[: match.start()], stem[match.end() :]
+    return before.strip("_-. ") or after.strip("_-. ") or stem
+
+
+def _roots(paths: list[str | Path]) -> dict[Path, Path | None]:
+    """Each notebook found -> the folder named on the command line it was found in."""
+    roots: dict[Path, Path | None] = {}
+    for entry in map(Path, paths):
+        for nb in find_notebooks([entry]):
+            roots.setdefault(nb.resolve(), entry if entry.is_dir() else None)
+    return roots
 
 
 # ----------------------------------------------------------------------------- running
@@ -276,21 +373,41 @@ class _ItemSession(PipeSession):
                 os.kill(self.pid, signal.SIGKILL)
 
 
-def _start(workdir: Path, env: dict[str, str], cells, deadline: float, execution: _Execution):
-    """A worker that has run ``cells`` (or None when it could not); records what went wrong."""
+def _start(
+    workdir: Path,
+    env: dict[str, str],
+    cells,
+    deadline: float,
+    execution: _Execution,
+    cell_timeout: float | None = None,
+):
+    """A worker that has run ``cells`` (or None when it could not); records what went wrong.
+
+    A cell running past ``cell_timeout`` seconds gets a KeyboardInterrupt and the run goes
+    on; one still running ``INTERRUPT_GRACE`` seconds later, or past ``deadline`` (the whole
+    notebook's limit), ends the worker.
+    """
     worker = _Worker(workdir, env)
     worker.send({"op": "run", "cells": cells})
-    current = None
+    current, cell_deadline, interrupted = None, float("inf"), False
     try:
         while True:
-            message = worker.receive(deadline)
+            message = worker.receive(min(deadline, cell_deadline))
             if message is None:
+                if time.monotonic() < deadline and not interrupted and current is not None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(worker.process.pid, signal.SIGINT)
+                    execution.interrupted.append(current)
+                    cell_deadline, interrupted = time.monotonic() + INTERRUPT_GRACE, True
+                    continue
                 execution.timed_out_at = current
                 worker.kill()
                 return None, current
             op = message.get("op")
             if op == "cell":
-                current = message.get("number")
+                current, interrupted = message.get("number"), False
+                if cell_timeout:
+                    cell_deadline = time.monotonic() + cell_timeout
             elif op == "cell-error":
                 execution.errors.append((message.get("number"), str(message.get("message"))[:500]))
             elif op == "ran":
@@ -302,46 +419,87 @@ def _start(workdir: Path, env: dict[str, str], cells, deadline: float, execution
         return None, current
 
 
-def _grade_notebook(path: Path, name: str, timeout: float, seed: int, env: dict) -> Submission:
+def _label(index: int, source: str) -> str:
+    """ "code cell 3 (`while True:`)": a code cell by its number among code cells, and its
+    first line."""
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    if len(first) > 40:
+        first = first[:37] + "..."
+    return f"code cell {index}" + (f" (`{first}`)" if first else "")
+
+
+def _grade_notebook(
+    path: Path,
+    name: str,
+    timeout: float,
+    seed: int,
+    env: dict,
+    *,
+    lesson: str | None = None,
+    student: str = "",
+    cell_timeout: float | None = DEFAULT_CELL_TIMEOUT,
+) -> Submission:
     import nbformat
 
-    lesson = lesson_of(path)
-    expected = [it for it in all_items() if it.lesson == lesson]
-    submission = Submission(name=name, lesson=lesson, seed=seed)
     execution = _Execution()
     start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="coursekit-grading-"))
     worker = None
+    submission = Submission(name=name, lesson=None, seed=seed, student=student or path.stem)
     try:
-        copy = workdir / path.name
+        copy = workdir / "submission.ipynb"  # its own name may not be a safe file name
         shutil.copyfile(path, copy)
+        nb = None
         try:
             nb = nbformat.read(copy, as_version=4)
             cells = code_cells(nb)
         except Exception as err:  # not JSON, not a notebook
             execution.failure = f"unreadable notebook: {type(err).__name__}: {err}"
             cells = []
+        chosen, submission.lesson_source, note = choose_lesson(path, nb, lesson)
+        submission.lesson = chosen
+        if note:
+            execution.notes.append(note)
+        if chosen is None:
+            execution.notes.append(
+                "no lesson: none in the notebook's metadata or the file name (use --lesson NN)"
+            )
+        execution.labels = {n: _label(k, src) for k, (n, src) in enumerate(cells, start=1)}
+        execution.empty = nb is not None and not any(src.strip() for _, src in cells)
         ran = cells
         if cells:
             deadline = start + timeout
             try:
-                worker, stopped_at = _start(workdir, env, cells, deadline, execution)
+                worker, stopped_at = _start(workdir, env, cells, deadline, execution, cell_timeout)
             except OSError as err:
                 execution.failure = f"{type(err).__name__}: {err}"
                 worker, stopped_at = None, None
             if worker is None and stopped_at is not None:
                 # a cell hung or ended the process: the cells before it give the definitions
                 ran = [(n, src) for n, src in cells if n < stopped_at]
-                worker, _ = _start(workdir, env, ran, time.monotonic() + timeout, _Execution())
+                worker, _ = _start(
+                    workdir, env, ran, time.monotonic() + timeout, _Execution(), cell_timeout
+                )
         calls = check_calls(ran)
+        unknown = sorted(n for n in check_calls(cells) if get_item(n) is None)
+        if unknown:
+            execution.notes.append(
+                "checks items that are not the course's (defined in the notebook?), "
+                "not graded: " + ", ".join(unknown)
+            )
         sources = [src for _, src in ran]
         numbers = [n for n, _ in ran]
+        expected = [it for it in all_items() if it.lesson == chosen]
+        order = [n for n in check_calls(cells) if n in {it.name for it in expected}]
+        expected.sort(key=lambda it: order.index(it.name) if it.name in order else len(order))
         for it in expected:
             if worker is None and ran and it.name in calls:
-                worker, _ = _start(workdir, env, ran, time.monotonic() + timeout, _Execution())
+                worker, _ = _start(
+                    workdir, env, ran, time.monotonic() + timeout, _Execution(), cell_timeout
+                )
             score, worker = _grade_item(it, calls, sources, numbers, worker, seed)
             submission.items[it.name] = score
-            if score.status in ("uses autograd", "uses coursekit", "tampers"):
+            if score.status in FLAGGING:
                 submission.flagged.append(f"{it.name.split('.', 1)[-1]}: {score.status}")
     finally:
         if worker is not None:
@@ -421,24 +579,64 @@ def _grade_item(it: Item, calls, sources, numbers, worker, seed: int):
     return score, worker
 
 
+def category(score: ItemScore) -> str:
+    """The gradebook's status of an item: passed, failed, not implemented, not run, flagged."""
+    if score.status in ("passed", "not implemented", "not run"):
+        return score.status
+    if score.status in FLAGGING:
+        return "flagged"
+    if score.status == "not defined":
+        return "not run"
+    return "failed"
+
+
+def _clean(message: str) -> str:
+    """An error message without the temporary file IPython compiled the cell in."""
+    message = _TEMP_FILE.sub(r"(\1)", message)
+    return message[:117] + "..." if len(message) > 120 else message
+
+
 def _reason(execution: _Execution, submission: Submission, timeout: float) -> str:
-    parts = []
+    """What went wrong, in words; "ok" only when every item passed and nothing went wrong."""
+    parts = list(execution.notes)
+
+    def cell(number: int | None) -> str:
+        return execution.labels.get(number, f"cell {number}") if number else "a cell"
+
     last_words = f" ({execution.kernel_output[:200]})" if execution.kernel_output else ""
     if execution.failure:
         parts.append(f"not run: {execution.failure}{last_words}")
-    if execution.timed_out_at is not None:
-        parts.append(f"timed out at cell {execution.timed_out_at} (limit {timeout:g} s)")
+    if execution.empty:
+        parts.append("empty submission: no code")
+    for number in execution.interrupted:
+        if number != execution.timed_out_at:
+            parts.append(f"{cell(number)} interrupted at the cell time limit")
+    if execution.timed_out_at is not None and execution.timed_out_at in execution.interrupted:
+        parts.append(
+            f"{cell(execution.timed_out_at)} did not stop when interrupted at the cell time "
+            "limit; the cells after it did not run"
+        )
+    elif execution.timed_out_at is not None:
+        parts.append(f"timed out at {cell(execution.timed_out_at)} (limit {timeout:g} s)")
     if execution.died_at is not None:
-        parts.append(f"kernel died at cell {execution.died_at}{last_words}")
-    if execution.errors:
-        cell, message = execution.errors[0]
-        if len(message) > 120:
-            message = message[:117] + "..."
-        more = len(execution.errors) - 1
-        parts.append(f"crashed at cell {cell}: {message}" + (f" (+{more} more)" if more else ""))
-    missing = [s.item for s in submission.items.values() if s.status == "not run"]
-    if missing:
-        parts.append("check not run: " + ", ".join(missing))
+        parts.append(f"kernel died at {cell(execution.died_at)}{last_words}")
+    errors = [(n, m) for n, m in execution.errors if not m.startswith("KeyboardInterrupt")]
+    if errors:
+        number, message = errors[0]
+        more = len(errors) - 1
+        parts.append(
+            f"crashed at {cell(number)}: {_clean(message)}" + (f" (+{more} more)" if more else "")
+        )
+    by_status: dict[str, list[str]] = {}
+    for score in submission.items.values():
+        by_status.setdefault(category(score), []).append(score.item)
+    if by_status.get("not run"):
+        parts.append("check not run: " + ", ".join(by_status["not run"]))
+    for status in ("not implemented", "failed"):
+        if by_status.get(status):
+            parts.append(f"{status}: " + ", ".join(by_status[status]))
+    if not submission.items and submission.lesson is not None:
+        parts.append(f"lesson {submission.lesson} has no graded items")
     return "; ".join(parts) or "ok"
 
 
@@ -460,11 +658,22 @@ def grade_notebooks(
     jobs: int | None = None,
     progress: bool = False,
     seed: int | None = None,
+    lesson: str | None = None,
+    cell_timeout: float | None = DEFAULT_CELL_TIMEOUT,
+    id_pattern: str | None = None,
 ) -> list[Submission]:
     """Grade every notebook in ``paths`` (files or folders); one Submission each, in order.
 
-    ``seed`` fixes the test inputs; by default they are fresh for each call.
+    ``seed`` fixes the test inputs; by default they are fresh for each call. ``lesson``
+    ("05") grades every notebook as that lesson. ``cell_timeout`` (seconds, None: none)
+    interrupts a cell and goes on; ``timeout`` bounds the whole notebook. ``id_pattern``:
+    see ``student_id``.
     """
+    if lesson is not None and not re.fullmatch(r"\d\d", lesson):
+        raise ValueError(f"lesson must be two digits such as 05, got {lesson!r}")
+    if id_pattern is not None:
+        re.compile(id_pattern)
+    roots = _roots(paths)
     notebooks = find_notebooks(paths)
     jobs = jobs or os.cpu_count() or 1
     seed = secrets.randbits(31) if seed is None else int(seed)
@@ -473,7 +682,17 @@ def grade_notebooks(
     done = [0]
 
     def one(path: Path) -> Submission:
-        submission = _grade_notebook(path, str(path), timeout, seed, env)
+        student = student_id(path, roots.get(path.resolve()), id_pattern)
+        submission = _grade_notebook(
+            path,
+            str(path),
+            timeout,
+            seed,
+            env,
+            lesson=lesson,
+            student=student,
+            cell_timeout=cell_timeout,
+        )
         done[0] += 1
         if progress:
             print(
@@ -492,16 +711,19 @@ def grade_notebooks(
 def format_table(submissions: list[Submission]) -> str:
     """A plain-text score table, one block per lesson: points per item, total, reason."""
     blocks = []
-    by_items: dict[tuple[str, ...], list[Submission]] = {}
+    by_lesson: dict[str | None, list[Submission]] = {}
     for s in submissions:
-        by_items.setdefault(tuple(s.items), []).append(s)
-    for item_names, group in by_items.items():
-        headers = ["submission"]
+        by_lesson.setdefault(s.lesson, []).append(s)
+    for group in by_lesson.values():
+        item_names: list[str] = []
+        for s in group:
+            item_names += [n for n in s.items if n not in item_names]
+        headers = ["submission", "student"]
         headers += [f"{n.split('.', 1)[-1]} ({get_item(n).points})" for n in item_names]
         headers += ["total", "flagged", "reason"]
         rows = [
-            [s.name]
-            + [str(s.items[n].points) for n in item_names]
+            [s.name, s.student]
+            + [str(s.items[n].points) if n in s.items else "" for n in item_names]
             + [f"{s.total}/{s.max_total}", ", ".join(s.flagged) or "-", s.reason]
             for s in group
         ]
@@ -519,22 +741,63 @@ def format_table(submissions: list[Submission]) -> str:
 def write_json(submissions: list[Submission], path: str | Path) -> None:
     """The full gradebook: every item's points, status and feedback, per submission."""
     data = {"submissions": [asdict(s) for s in submissions]}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def write_csv(submissions: list[Submission], path: str | Path) -> None:
-    """One row per submission: points per item (blank if not part of its lesson), total, reason."""
+    """A gradebook, one row per submission: the student, the lesson (text, "05"), per item its
+    points (column ``<item>``, blank if not part of its lesson) and its status (column
+    ``<item> status``: passed, failed, not implemented, not run, flagged), in the order the
+    notebooks check them, then total, flagged and the reason."""
     columns: list[str] = []
     for s in submissions:
         columns += [n for n in s.items if n not in columns]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        header = ["submission", "lesson", *columns, "total", "max_total", "flagged", "reason"]
-        writer.writerow(header)
+        per_item = [c for n in columns for c in (n, f"{n} status")]
+        header = ["student", "submission", "lesson", "lesson from", *per_item]
+        writer.writerow([*header, "total", "max_total", "flagged", "reason"])
         for s in submissions:
-            points = [s.items[n].points if n in s.items else "" for n in columns]
-            row = [s.name, s.lesson or "", *points, s.total, s.max_total, "; ".join(s.flagged)]
-            writer.writerow([*row, s.reason])
+            cells: list = []
+            for n in columns:
+                score = s.items.get(n)
+                cells += [score.points, category(score)] if score else ["", ""]
+            row = [s.student, s.name, s.lesson or "", s.lesson_source, *cells]
+            writer.writerow([*row, s.total, s.max_total, "; ".join(s.flagged), s.reason])
+
+
+def feedback_text(s: Submission) -> str:
+    """What to hand back to a student: the score, then each item's feedback."""
+    lines = [
+        f"Student: {s.student}",
+        f"Notebook: {Path(s.name).name}",
+        f"Lesson: {s.lesson or '?'}",
+        f"Score: {s.total} / {s.max_total}",
+    ]
+    if s.reason != "ok":
+        lines.append(f"Notes: {s.reason}")
+    for score in s.items.values():
+        lines += ["", f"== {score.item}: {score.points} / {score.max_points} ({score.status})"]
+        lines.append(score.feedback.strip() or "-")
+    return "\n".join(lines) + "\n"
+
+
+def write_feedback(submissions: list[Submission], folder: str | Path) -> list[Path]:
+    """One plain text file per submission, ``<student>_<lesson>.txt``, in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for s in submissions:
+        stem = re.sub(r"[^\w.-]+", "_", f"{s.student}_{s.lesson or 'unknown'}").strip("._")
+        path, n = folder / f"{stem or 'submission'}.txt", 1
+        while path in written:
+            n += 1
+            path = folder / f"{stem}_{n}.txt"
+        path.write_text(feedback_text(s), encoding="utf-8")
+        written.append(path)
+    return written
 
 
 # ----------------------------------------------------------------------------- command line
@@ -548,7 +811,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the full results as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write a gradebook as CSV")
     parser.add_argument(
+        "--feedback", metavar="DIR", help="write one plain text feedback file per student"
+    )
+    parser.add_argument(
+        "--lesson",
+        metavar="NN",
+        help="grade every notebook as this lesson (default: the notebook's metadata, "
+        "else NN_ in its file name)",
+    )
+    parser.add_argument(
+        "--id-pattern",
+        metavar="REGEX",
+        help="the student's id: the first group (or group 'id') of REGEX in the path "
+        "(default: the folder under the one given, else the file name without the lesson)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds allowed per notebook (default 300)"
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=DEFAULT_CELL_TIMEOUT,
+        help=f"seconds a cell may run before it is interrupted (default {DEFAULT_CELL_TIMEOUT:g};"
+        " 0: no limit)",
     )
     parser.add_argument(
         "--jobs",
@@ -567,12 +852,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if not notebooks:
         parser.error("no notebooks found in " + ", ".join(args.paths))
+    if args.lesson is not None and not re.fullmatch(r"\d\d", args.lesson):
+        parser.error(f"--lesson takes two digits such as 05, not {args.lesson!r}")
+    if args.id_pattern is not None:
+        try:
+            re.compile(args.id_pattern)
+        except re.error as err:
+            parser.error(f"--id-pattern: {err}")
     submissions = grade_notebooks(
-        notebooks, timeout=args.timeout, jobs=args.jobs, progress=not args.quiet, seed=args.seed
+        args.paths,
+        timeout=args.timeout,
+        jobs=args.jobs,
+        progress=not args.quiet,
+        seed=args.seed,
+        lesson=args.lesson,
+        cell_timeout=args.cell_timeout or None,
+        id_pattern=args.id_pattern,
     )
     print(format_table(submissions))
     if args.json:
         write_json(submissions, args.json)
     if args.csv:
         write_csv(submissions, args.csv)
+    if args.feedback:
+        written = write_feedback(submissions, args.feedback)
+        print(f"feedback: {len(written)} files in {args.feedback}", file=sys.stderr)
     return 0

@@ -94,6 +94,8 @@ def _grade(name: Any, functions: tuple, timeout: float | None) -> Result:
     found = get_item(name) if isinstance(name, str) else None
     if found is None:
         return _invalid(str(name), 0, _unknown_item_message(name))
+    if getattr(found.grade, "__module__", None) == "__main__":
+        return _invalid(found.name, found.points, NOTEBOOK_ITEM)
     problem = _call_problem(found, functions)
     if problem:
         return _invalid(found.name, found.points, problem)
@@ -223,6 +225,13 @@ def _time_limit(found: Item, timeout: float | None) -> float:
 
 def _invalid(name: str, points: int, feedback: str) -> Result:
     return Result(name, False, 0, points, feedback, status="invalid call")
+
+
+NOTEBOOK_ITEM = (
+    "This item is defined in the notebook itself, not in coursekit: bulk grading and nbgrader "
+    "grade only the package's items, so it would count for nothing there. Move its @item "
+    "code into coursekit/grading/items_NN.py (docs/authoring_items.md)."
+)
 
 
 def _unknown_item_message(name: Any) -> str:
