@@ -11,6 +11,8 @@ works only when the repository is public (see the README for private forks).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -81,6 +83,16 @@ def setup_cell_source(settings: dict[str, str] | None = None) -> str:
     )
 
 
+def content_hash(nb: nbformat.NotebookNode) -> str:
+    """A hash of what a person edits in a notebook: each cell's type and source.
+
+    ``make exercises`` stores it in each exercise (``metadata.coursekit.generated``) to tell
+    an untouched exercise from an edited one; a badge rewrite keeps it in step.
+    """
+    cells = [[cell.cell_type, cell.source] for cell in nb.cells]
+    return hashlib.sha256(json.dumps(cells).encode("utf-8")).hexdigest()
+
+
 def find_setup_cell(nb: nbformat.NotebookNode) -> int | None:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and cell.source.startswith(SETUP_MARKER):
@@ -99,6 +111,8 @@ def apply(path: Path, settings: dict[str, str] | None = None, root: Path = ROOT)
     rel = path.resolve().relative_to(root).as_posix()
     badge = badge_markdown(rel, settings)
     before = nbformat.writes(nb)
+    stamp = nb.metadata.get("coursekit", {})
+    untouched = "generated" in stamp and stamp["generated"] == content_hash(nb)
     first = nb.cells[0] if nb.cells else None
     if first is not None and first.cell_type == "markdown" and BADGE_RE.search(first.source):
         first.source = BADGE_RE.sub(lambda _: badge, first.source, count=1)
@@ -109,6 +123,8 @@ def apply(path: Path, settings: dict[str, str] | None = None, root: Path = ROOT)
         nb.cells.insert(1, nbformat.v4.new_code_cell(setup_cell_source(settings)))
     else:
         nb.cells[setup].source = setup_cell_source(settings)
+    if untouched:  # a generated exercise nobody edited stays one
+        stamp["generated"] = content_hash(nb)
     after = nbformat.writes(nb)
     if after != before:
         nbformat.write(nb, path)
