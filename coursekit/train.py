@@ -371,6 +371,15 @@ def fit(
                  (``coursekit.device.seeded_generator(seed, device)``)
     track_grad_norms  record each parameter's gradient norm per epoch
     scheduler    anything with .step(), called once after every epoch (optim.StepLR, ...)
+
+    Data-parallel: when a ``torch.distributed`` process group is set up (``launch``
+    or torchrun, lesson 12), every rank calls fit with the same model, data and
+    seeded ``generator`` (so all draw the same batches); each rank runs forward and
+    backward on its contiguous shard of every batch, the gradients are averaged over
+    the ranks (weighted by shard size, so the result is the whole batch's gradient)
+    before clipping and the step, and the reported losses and accuracies cover the
+    whole batch. Every batch needs at least one example per rank. Only rank 0 shows
+    a progress bar. Batchnorm's running statistics stay per rank.
     """
     X, y = _check_pair("train", train)
     if val is not None:
@@ -423,6 +432,10 @@ def fit(
     classification = _is_classification(y)
     named = _named_parameters(model) if track_grad_norms else []
 
+    rank, world = _process_group()
+    if world > 1:
+        generator = _same_generator_on_every_rank(generator, X.device)
+
     history = History(device=str(X.device))
     if track_grad_norms:
         history.grad_norms = {name: [] for name, _ in named}
@@ -431,9 +444,9 @@ def fit(
 
     bar = tqdm(
         range(1, epochs + 1),
-        desc=f"fit on {history.device}",
+        desc=f"fit on {history.device}" + (f", {world} processes" if world > 1 else ""),
         unit="epoch",
-        disable=not progress,
+        disable=not progress or rank != 0,
         leave=True,
     )
     with torch.no_grad():
@@ -445,11 +458,16 @@ def fit(
             norm_sums = torch.zeros(len(named), dtype=torch.float64, device=X.device)
             n_batches = 0
             for xb, yb in batches(X, y, batch_size, shuffle=True, generator=generator):
+                if world > 1:
+                    batch_len = len(xb)
+                    xb, yb = _my_shard(xb, rank, world), _my_shard(yb, rank, world)
                 optimizer.zero_grad()
                 pred = model(xb)
                 loss = loss_fn(pred, yb)
                 dpred = loss_fn.backward()
                 model.backward(dpred)
+                if world > 1:
+                    _average_gradients(params, len(xb) * world / batch_len)
                 if track_grad_norms:
                     norm_sums += torch.stack(
                         [
@@ -467,6 +485,9 @@ def fit(
                     total_correct += _correct(pred, yb)
                 n_batches += 1
 
+            if world > 1:  # every rank saw its shards: add them up
+                torch.distributed.all_reduce(total_loss)
+                torch.distributed.all_reduce(total_correct)
             history.train_loss.append(total_loss.item() / len(X))
             if classification:
                 history.train_acc.append(total_correct.item() / len(X))
@@ -516,3 +537,50 @@ def fit(
     if keep_best and best_state is not None and history.best_epoch != history.epochs:
         model.load_state_dict(best_state)
     return history
+
+
+# ----------------------------------------------------------------------------
+# data parallel (lesson 12)
+# ----------------------------------------------------------------------------
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the default process group; (0, 1) when there is none."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _same_generator_on_every_rank(
+    generator: torch.Generator | None, device: torch.device
+) -> torch.Generator:
+    """The shuffling generator, identical on every rank: the one given (each rank seeds
+    its own the same way), or one seeded by rank 0 and broadcast."""
+    if generator is not None:
+        return generator
+    seed = torch.randint(2**62, (1,), device=device)
+    torch.distributed.broadcast(seed, src=0)
+    return torch.Generator().manual_seed(int(seed.item()))
+
+
+def _my_shard(t: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """This rank's contiguous part of a batch (sizes differ by at most one)."""
+    if len(t) < world:
+        raise ValueError(
+            f"fit: a batch of {len(t)} examples cannot give each of {world} processes one; "
+            f"use a batch size (and a training-set size modulo it) of at least {world}"
+        )
+    return torch.tensor_split(t, world)[rank]
+
+
+def _average_gradients(params: list[Any], weight: float) -> None:
+    """Average weight * grad over the ranks. With weight = world * shard / batch this is the
+    whole batch's gradient: sum over ranks of (shard_r / batch) * grad_r."""
+    from coursekit.distributed import all_reduce_gradients
+
+    if weight != 1.0:
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(weight)
+    all_reduce_gradients(params)

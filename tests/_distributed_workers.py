@@ -50,3 +50,34 @@ def average_random_grads(rank: int, world_size: int) -> list[torch.Tensor]:
         extra.grad = torch.ones(2)
     all_reduce_gradients([*params, extra])
     return [p.grad for p in [*params, extra]]
+
+
+def fit_small_mlp(rank: int, world_size: int, batch_size: int = 13) -> dict:
+    """fit() on 50 examples, in float64, with whatever process group is set up: returns the
+    final parameters and the history (the same with 1 process or 2, up to rounding)."""
+    from coursekit import nn, optim
+    from coursekit.device import seeded_generator
+    from coursekit.train import fit
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 5, generator=g, dtype=torch.float64)
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).long()
+    model = nn.Sequential(
+        nn.Linear(5, 8, dtype=torch.float64, generator=g),
+        nn.Tanh(),
+        nn.Linear(8, 2, dtype=torch.float64, generator=g),
+    )
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    history = fit(
+        model,
+        nn.SoftmaxCrossEntropyLoss(),
+        opt,
+        (X, y),
+        val=(X[:20], y[:20]),
+        epochs=3,
+        batch_size=batch_size,
+        clip=1.0,
+        progress=False,
+        generator=seeded_generator(1),
+    )
+    return {"params": [p.data.clone() for p in model.parameters()], "history": history.as_dict()}

@@ -183,3 +183,21 @@ def test_training_on_cuda_matches_the_cpu():
     gpu = D.train_mlp(0, 1, steps=10, device="cuda")
     for name, value in cpu["state"].items():
         assert (gpu["state"][name] - value).abs().max().item() < 1e-8
+
+
+def test_fit_trains_data_parallel_like_one_process_on_the_whole_batch():
+    # Batches of 13 split into shards of 7 and 6, the last batch of 11 into 6 and 5: the
+    # shard-size weights make the average the whole batch's gradient even then.
+    one = workers.fit_small_mlp(0, 1)
+    two = D.launch(workers.fit_small_mlp, 2)
+    for result in two:
+        for mine, single in zip(result["params"], one["params"], strict=True):
+            assert (mine - single).abs().max().item() < 1e-10
+        for key in ("train_loss", "train_acc", "val_loss"):
+            assert result["history"][key] == pytest.approx(one["history"][key], abs=1e-10)
+    assert one["history"]["train_loss"][-1] < one["history"]["train_loss"][0]
+
+
+def test_fit_refuses_a_batch_smaller_than_the_number_of_processes():
+    with pytest.raises(D.WorkerError, match="cannot give each of 2 processes one"):
+        D.launch(workers.fit_small_mlp, 2, args=(1,))
