@@ -994,3 +994,22 @@ class SoftmaxCrossEntropyLoss(Module):
 
     def backward(self, dout: float | torch.Tensor = 1.0) -> torch.Tensor:  # type: ignore[override]
         return F.softmax_cross_entropy_backward(dout, self._saved_cache())
+
+
+# Lesson 14's modules live in coursekit.transformer (they are built from the modules above);
+# they are reachable here too, as nn.MultiHeadAttention etc., like torch.nn's.
+_TRANSFORMER_MODULES = (
+    "GELU",
+    "GPT",
+    "MultiHeadAttention",
+    "PositionalEmbedding",
+    "TransformerBlock",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRANSFORMER_MODULES:
+        from coursekit import transformer
+
+        return getattr(transformer, name)
+    raise AttributeError(f"module 'coursekit.nn' has no attribute {name!r}")

@@ -268,3 +268,13 @@ def test_gpt_on_cuda_matches_the_cpu() -> None:
     for p, q in zip(cpu.parameters(), cuda.parameters(), strict=True):
         assert q.grad.device.type == "cuda"
         assert rel_error(q.grad.cpu(), p.grad) < 1e-8
+
+
+def test_the_modules_are_reachable_from_coursekit_nn():
+    from coursekit import nn as ck_nn
+    from coursekit import transformer
+
+    for name in ("MultiHeadAttention", "TransformerBlock", "PositionalEmbedding", "GPT", "GELU"):
+        assert getattr(ck_nn, name) is getattr(transformer, name)
+    with pytest.raises(AttributeError, match="no attribute 'Transformer'"):
+        ck_nn.Transformer  # noqa: B018
