@@ -36,9 +36,9 @@ def main() -> int:
     os.dup2(null, 1)
     sys.stdout = io.StringIO()
     os.environ[BULK_WORKER_VARIABLE] = "1"
-    # bulk grading interrupts a cell past its time limit with SIGINT: have it raise
-    # KeyboardInterrupt even when this process was started with SIGINT ignored (nohup, `&`)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # bulk grading interrupts a cell past its time limit with SIGINT: a KeyboardInterrupt in
+    # the cell (see _run_cell); between cells, one that arrives late is ignored
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     import torch  # noqa: F401  (before the notebook, so its first cell is not charged for it)
 
@@ -91,11 +91,14 @@ def _shell() -> Any:
 def _run_cell(shell: Any, source: str) -> str:
     """Run one cell; "" if it ran, else "Name: message" of its error."""
     sys.stdout = sys.stderr = io.StringIO()  # what the notebook prints does not count
+    # even when this process was started with SIGINT ignored (nohup, `&`)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result = shell.run_cell(source, store_history=False, silent=True)
     except BaseException as err:  # SystemExit and KeyboardInterrupt from the cell included
         return f"{type(err).__name__}: {err}"
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         sys.stdout = sys.stderr = io.StringIO()
     error = result.error_before_exec or result.error_in_exec
     if error is None:
