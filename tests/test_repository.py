@@ -96,6 +96,26 @@ def test_lessons_end_with_review_questions(path):
     )
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=_id)
+def test_quiz_answers_are_not_in_the_notebook_source(path):
+    # Questions, answers and worked answers live in coursekit/quizzes/NN.json, out of view
+    # (tools/convert_quizzes.py moves them there); the notebook only calls quiz("NN").
+    cells = _read(path).cells
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    assert "Question(" not in code and not re.search(r"\banswer\s*=\s*\d", code), (
+        f"{_id(path)}: the quiz's answer key is in the source (run tools/convert_quizzes.py)"
+    )
+    lesson = path.name[:2]
+    calls = re.findall(r"\bquiz\((.*?)\)", code)
+    assert calls == [f'"{lesson}"'], f'{_id(path)}: expected one quiz("{lesson}"), found {calls}'
+    written_out = [
+        i
+        for i, c in enumerate(cells)
+        if c.cell_type == "markdown" and re.search(r"<summary>\s*Worked answers", c.source)
+    ]
+    assert not written_out, f"{_id(path)}: worked answers written out in cells {written_out}"
+
+
 # ----------------------------------------------------------------------------- exercises
 
 
