@@ -16,10 +16,13 @@ solutions/ (parsed with ``ast``; IPython magics are dropped):
 * **The model placed on it.** A trained model is on the chosen device when the call is
   ``fit(..., device=device)``, when the model is moved with ``<model>.to(device)``, or
   when every layer with parameters it is built from gets ``device=device`` (or
-  ``device=<tensor>.device``). A layer with parameters is a ``coursekit.nn`` class whose
-  constructor takes ``device``. "Built from" follows a name to every value assigned to
-  it (in the enclosing function, then at the top level), a call of a function defined in
-  the notebook to what it returns, and a container (``nn.Sequential(...)``, lists,
+  ``device=<tensor>.device``), or is stated to stay on the CPU with ``device="cpu"``
+  (a derivation check in float64, next to the scalar engine or a torch twin: the code
+  says so, nothing is left there silently). A layer with parameters is a
+  ``coursekit.nn`` or ``coursekit.transformer`` class whose constructor takes
+  ``device``. "Built from" follows a name to every value assigned to it (in the
+  enclosing function, then at the top level), a call of a function defined in the
+  notebook to what it returns, and a container (``nn.Sequential(...)``, lists,
   ``*args``) to its elements. A model whose layers cannot be found this way counts as
   not placed: keep the code that builds a model readable.
 """
@@ -37,6 +40,7 @@ import nbformat
 import pytest
 
 from coursekit import nn as ck_nn
+from coursekit import transformer as ck_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -45,11 +49,14 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 # coursekit.nn classes whose constructor takes `device`: the layers with parameters.
 LAYERS_WITH_PARAMETERS = {
     name
-    for name, obj in vars(ck_nn).items()
+    for module in (ck_nn, ck_transformer)
+    for name, obj in vars(module).items()
     if inspect.isclass(obj)
     and issubclass(obj, ck_nn.Module)
     and "device" in inspect.signature(obj.__init__).parameters
 }
+# Imported by name from coursekit.transformer (``GPT(...)``), not only as ``nn.<Name>``.
+TRANSFORMER_LAYERS = {name for name in LAYERS_WITH_PARAMETERS if name in vars(ck_transformer)}
 
 FuncNode = ast.FunctionDef | ast.AsyncFunctionDef
 Scope = ast.Module | FuncNode
@@ -89,9 +96,14 @@ def _in_cells(problem: str, path: Path) -> str:
 
 
 def _is_device(node: ast.AST | None) -> bool:
-    """``device`` or ``<something>.device``: the chosen device, or a tensor's."""
-    return (isinstance(node, ast.Name) and node.id == "device") or (
-        isinstance(node, ast.Attribute) and node.attr == "device"
+    """``device`` or ``<something>.device``: the chosen device, or a tensor's; or the CPU
+    named explicitly (``"cpu"``, ``torch.device("cpu")``) for a derivation check."""
+    if isinstance(node, ast.Call) and _dotted(node.func).split(".")[-1] == "device":
+        node = node.args[0] if len(node.args) == 1 else None
+    return (
+        (isinstance(node, ast.Name) and node.id == "device")
+        or (isinstance(node, ast.Attribute) and node.attr == "device")
+        or (isinstance(node, ast.Constant) and node.value == "cpu")
     )
 
 
@@ -217,7 +229,10 @@ class _Checker:
                 if any(map(_is_device, expr.args)) or _is_device(_keyword(expr, "device")):
                     return [(expr, True)]
                 return self.layers(expr.func.value, scope, seen)
-            if name.split(".")[-1] in LAYERS_WITH_PARAMETERS and "nn" in name.split("."):
+            last = name.split(".")[-1]
+            if last in LAYERS_WITH_PARAMETERS and (
+                "nn" in name.split(".") or last in TRANSFORMER_LAYERS
+            ):
                 return [(expr, _is_device(_keyword(expr, "device")))]
             if name.startswith("nn.") or ".nn." in name:  # containers, activations, dropout
                 parts = [*expr.args, *(k.value for k in expr.keywords)]
@@ -404,8 +419,25 @@ def test_checker_accepts_each_way_of_placing_the_model():
     by_fit = _check("""
         fit(nn.Linear(2, 2), loss_fn, opt, (X, y), device=device)
     """)
-    for report in (placed_layers, moved, by_fit):
+    stated_cpu = _check("""
+        model = nn.Sequential(
+            nn.Linear(2, 8, device="cpu"), nn.Linear(8, 2, device=torch.device("cpu"))
+        )
+        fit(model, loss_fn, opt, (X, y))
+    """)
+    gpt = _check("""
+        model = GPT(65, 32, device=device)
+        opt = optim.Adam(model.parameters(), lr=1e-2)
+        for step in range(3):
+            opt.step()
+    """)
+    for report in (placed_layers, moved, by_fit, stated_cpu, gpt):
         assert len(report.training_calls) == 1 and report.problems == []
+    unplaced_gpt = _check("""
+        model = GPT(65, 32)
+        fit(model, loss_fn, opt, (X, y))
+    """)
+    assert "GPT(...) at line 8 gets no device=device" in unplaced_gpt.problems[0]
 
 
 def test_checker_follows_functions_names_and_containers():
