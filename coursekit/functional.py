@@ -127,7 +127,10 @@ def relu_backward(dout: Tensor, cache: Cache) -> Tensor:
     out = cache
     _check_dout(op, dout, out.shape)
     _check_dout_dtype(op, dout, out)
-    return torch.where(out <= 0, 0.0, dout)  # 0 where x <= 0; a NaN input passes dout, as in torch
+    # dx = where(out <= 0, 0, dout): a NaN input passes dout, as in torch. threshold_backward
+    # is torch's kernel for exactly this select, in one pass (no mask tensor, many times
+    # faster than torch.where with a scalar on the CPU); it is not autograd.
+    return torch.ops.aten.threshold_backward(dout, out, 0)
 
 
 def sigmoid_forward(x: Tensor) -> tuple[Tensor, Cache]:
