@@ -28,7 +28,16 @@ import torch
 
 import coursekit.functional as F
 from coursekit import init
-from coursekit.nn import Embedding, LayerNorm, Linear, Module, Parameter, Sequential, _check_size
+from coursekit.nn import (
+    Embedding,
+    LayerNorm,
+    Linear,
+    Module,
+    Parameter,
+    Sequential,
+    _check_size,
+    _dtype,
+)
 
 __all__ = [
     "GELU",
@@ -184,7 +193,7 @@ class PositionalEmbedding(Module):
         super().__init__()
         self.max_len = _check_size("max_len", max_len)
         self.d_model = _check_size("d_model", d_model)
-        w = torch.empty(max_len, d_model, device=device, dtype=dtype or torch.get_default_dtype())
+        w = torch.empty(max_len, d_model, device=device, dtype=_dtype(dtype))
         self.weight = Parameter(init.normal_(w, 0.0, 0.02, generator=generator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
