@@ -17,6 +17,7 @@ against ``torch.autograd``.  Modules, one idea each::
     coursekit.amp          LossScaler: dynamic loss scaling for float16
     coursekit.distributed  launch(), all_reduce_gradients(): data parallelism
     coursekit.flops        FLOPs counted by torch, timed against a matrix-product peak
+    coursekit.rumelhart1986  the 1986 back-propagation experiments, many seeds at once
     coursekit.viz          plots and widgets for the lessons
     coursekit.grading      check() for the graded exercises
     coursekit.device       default_device(), describe()

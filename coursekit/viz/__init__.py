@@ -4,6 +4,7 @@
 - ``widgets``: a learning-rate explorer and a Previous/Next stepper.
 - ``quiz``: review questions with instant feedback; ``quiz("08")`` loads lesson 08's.
 - ``graph``: drawing a ``coursekit.scalar.Value`` graph and stepping through its backward pass.
+- ``hinton``: Hinton diagrams, weights drawn as white (positive) and black (negative) squares.
 
 Everything is importable from here, e.g. ``from coursekit.viz import plot_history, quiz``.
 ``draw_graph`` and ``backward_steps`` are imported from ``graph`` the first time they are used.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from coursekit.viz.hinton import hinton_diagram
 from coursekit.viz.plots import (
     plot_activation_histograms,
     plot_decision_boundary,
@@ -51,6 +53,7 @@ __all__ = [
     "plot_filters",
     "plot_function_and_derivative",
     "plot_finite_difference_error",
+    "hinton_diagram",
     "LearningRateExplorer",
     "learning_rate_explorer",
     "Stepper",
