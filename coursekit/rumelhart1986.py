@@ -5,14 +5,15 @@ Rumelhart, Hinton and Williams (1986), "Learning representations by back-propaga
 chapter 8 of *Parallel Distributed Processing*, vol. 1. Their procedure, as written there:
 
 * **Units.** Every hidden and output unit is a logistic sigmoid of its total input,
-  ``a = sigma(z)``; a bias is a weight from a unit that is always on. With the course's
-  notation (lesson 05: batches are rows, a layer computes ``z = a W + b``)::
+  ``a = sigma(z)``; a bias is a weight from a unit that is always on. In the course's notation
+  (lesson 05: the N patterns are the rows of X, a layer computes ``z = a W + b``)::
 
-      z1 = X W1 + b1,                 a1 = sigma(z1)        (P, I)(I, H) -> (P, H)
-      z2 = a1 W2 + b2  [+ X Wd],      y  = sigma(z2)        (P, H)(H, O) -> (P, O)
+      z1 = X W1 + b1,               a1 = sigma(z1)        (N, I)(I, H) -> (N, H)
+      z2 = a1 W2 + b2  [+ X Wd],    y_hat = sigma(z2)     (N, H)(H, O) -> (N, O)
 
   ``Wd`` are the optional **direct** input -> output connections (XOR with one hidden unit).
-* **Error.** ``E = 1/2 sum_p sum_k (y_pk - d_pk)^2``: summed, not averaged, over the ``P``
+  The papers call the output y and the target d; here they are ``y_hat`` and ``y``.
+* **Error.** ``E = 1/2 sum_n sum_k (y_hat_nk - y_nk)^2``: summed, not averaged, over the ``N``
   patterns and the ``O`` output units.
 * **Sweeps.** One sweep presents every pattern once. The gradients of all patterns are added up
   and the weights change once, after the sweep (full-batch gradient descent), as in the paper's
@@ -26,10 +27,10 @@ chapter 8 of *Parallel Distributed Processing*, vol. 1. Their procedure, as writ
 
 Backward, derived in lesson 05 and written out by hand (no autograd)::
 
-      delta2 = dE/dz2 = (y - d) * y (1 - y)                                   (P, O)
-      dW2 = a1^T delta2,  db2 = sum_p delta2,  dWd = X^T delta2
-      delta1 = dE/dz1 = (delta2 W2^T) * a1 (1 - a1)                           (P, H)
-      dW1 = X^T delta1,   db1 = sum_p delta1
+      delta2 = dE/dz2 = (y_hat - y) * y_hat (1 - y_hat)                 (N, O)
+      dW2 = a1^T delta2,  db2 = sum_n delta2,  dWd = X^T delta2
+      delta1 = dE/dz1 = (delta2 W2^T) * a1 (1 - a1)                     (N, H)
+      dW1 = X^T delta1,   db1 = sum_n delta1
 
 **Many seeds at once.** Every weight carries a leading *seed* dimension ``S``: ``W1`` is
 ``(S, I, H)`` and so on, and ``@`` multiplies the ``S`` matrices in one call, so 50 random
@@ -80,10 +81,10 @@ DeviceLike = torch.device | str | None
 def xor_patterns(
     *, dtype: torch.dtype = torch.float64, device: DeviceLike = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The four XOR patterns X (4, 2), rows (0,0), (0,1), (1,0), (1,1), and targets d (4, 1)."""
+    """The four XOR patterns X (4, 2), rows (0,0), (0,1), (1,0), (1,1), and targets y (4, 1)."""
     X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=dtype, device=device)
-    d = torch.tensor([[0.0], [1.0], [1.0], [0.0]], dtype=dtype, device=device)
-    return X, d
+    y = torch.tensor([[0.0], [1.0], [1.0], [0.0]], dtype=dtype, device=device)
+    return X, y
 
 
 def encoder_patterns(
@@ -104,8 +105,8 @@ def symmetry_patterns(
     if not isinstance(bits, int) or bits < 2 or bits % 2:
         raise ValueError(f"symmetry_patterns: bits must be an even int >= 2, got {bits!r}")
     X = torch.tensor(list(itertools.product([0.0, 1.0], repeat=bits)), dtype=dtype, device=device)
-    d = (X == X.flip(1)).all(dim=1, keepdim=True).to(dtype)
-    return X, d
+    y = (X == X.flip(1)).all(dim=1, keepdim=True).to(dtype)
+    return X, y
 
 
 # ----------------------------------------------------------------------------- the net
@@ -170,7 +171,7 @@ def init_weights(
     }
 
 
-def _check(weights: Weights, X: torch.Tensor, d: torch.Tensor | None = None) -> None:
+def _check(weights: Weights, X: torch.Tensor, y: torch.Tensor | None = None) -> None:
     W1, W2 = weights["W1"], weights["W2"]
     if W1.dim() != 3 or W2.dim() != 3:
         raise ValueError(
@@ -179,59 +180,59 @@ def _check(weights: Weights, X: torch.Tensor, d: torch.Tensor | None = None) -> 
         )
     if X.dim() != 2 or X.shape[1] != W1.shape[1]:
         raise ValueError(
-            f"X must be (P, {W1.shape[1]}) for W1 {tuple(W1.shape)}, got {tuple(X.shape)}"
+            f"X must be (N, {W1.shape[1]}) for W1 {tuple(W1.shape)}, got {tuple(X.shape)}"
         )
-    if d is not None and (d.dim() != 2 or d.shape != (X.shape[0], W2.shape[2])):
+    if y is not None and (y.dim() != 2 or y.shape != (X.shape[0], W2.shape[2])):
         raise ValueError(
-            f"d must be (P, O) = ({X.shape[0]}, {W2.shape[2]}) for X {tuple(X.shape)} and W2 "
-            f"{tuple(W2.shape)}, got {tuple(d.shape)}"
+            f"y must be (N, O) = ({X.shape[0]}, {W2.shape[2]}) for X {tuple(X.shape)} and W2 "
+            f"{tuple(W2.shape)}, got {tuple(y.shape)}"
         )
 
 
 def forward(weights: Weights, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden activations a1 (S, P, H) and outputs y (S, P, O) of every net on the patterns X.
+    """Hidden activations a1 (S, N, H) and outputs y_hat (S, N, O) of every net on the patterns X.
 
     sigma is lesson 03's logistic sigmoid (``F.sigmoid_forward``); ``torch.sigmoid`` computes the
     same function in one call, which matters here: the nets are tiny, so the time goes into the
     number of calls, not into arithmetic.
     """
     _check(weights, X)
-    a1 = torch.sigmoid(X @ weights["W1"] + weights["b1"])  # (P, I) @ (S, I, H) -> (S, P, H)
-    z2 = a1 @ weights["W2"] + weights["b2"]  # (S, P, H) @ (S, H, O) -> (S, P, O)
+    a1 = torch.sigmoid(X @ weights["W1"] + weights["b1"])  # (N, I) @ (S, I, H) -> (S, N, H)
+    z2 = a1 @ weights["W2"] + weights["b2"]  # (S, N, H) @ (S, H, O) -> (S, N, O)
     if "Wd" in weights:
-        z2 = z2 + X @ weights["Wd"]  # the direct connections: (P, I) @ (S, I, O)
+        z2 = z2 + X @ weights["Wd"]  # the direct connections: (N, I) @ (S, I, O)
     return a1, torch.sigmoid(z2)
 
 
-def error(weights: Weights, X: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """E = 1/2 sum over patterns and outputs of (y - d)^2, one value per net: shape (S,)."""
-    _check(weights, X, d)
-    _, y = forward(weights, X)
-    return 0.5 * ((y - d) ** 2).sum(dim=(1, 2))
+def error(weights: Weights, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """E = 1/2 sum over patterns and outputs of (y_hat - y)^2, one value per net: shape (S,)."""
+    _check(weights, X, y)
+    _, y_hat = forward(weights, X)
+    return 0.5 * ((y_hat - y) ** 2).sum(dim=(1, 2))
 
 
 def backward(
-    weights: Weights, X: torch.Tensor, d: torch.Tensor, a1: torch.Tensor, y: torch.Tensor
+    weights: Weights, X: torch.Tensor, y: torch.Tensor, a1: torch.Tensor, y_hat: torch.Tensor
 ) -> Weights:
-    """dE/dw for every weight of every net, from the forward pass's a1 and y (no autograd)."""
-    delta2 = F.sigmoid_backward(y - d, y)  # dE/dz2 = (y - d) * y (1 - y): (S, P, O)
+    """dE/dw for every weight of every net, from the forward pass's a1 and y_hat (no autograd)."""
+    delta2 = F.sigmoid_backward(y_hat - y, y_hat)  # (y_hat - y) * y_hat (1 - y_hat): (S, N, O)
     grads = {
-        "W2": a1.transpose(1, 2) @ delta2,  # (S, H, P) @ (S, P, O) -> (S, H, O)
+        "W2": a1.transpose(1, 2) @ delta2,  # (S, H, N) @ (S, N, O) -> (S, H, O)
         "b2": delta2.sum(dim=1, keepdim=True),  # (S, 1, O)
     }
     if "Wd" in weights:
-        grads["Wd"] = X.T @ delta2  # (I, P) @ (S, P, O) -> (S, I, O)
-    delta1 = F.sigmoid_backward(delta2 @ weights["W2"].transpose(1, 2), a1)  # dE/dz1 (S, P, H)
-    grads["W1"] = X.T @ delta1  # (I, P) @ (S, P, H) -> (S, I, H)
+        grads["Wd"] = X.T @ delta2  # (I, N) @ (S, N, O) -> (S, I, O)
+    delta1 = F.sigmoid_backward(delta2 @ weights["W2"].transpose(1, 2), a1)  # dE/dz1 (S, N, H)
+    grads["W1"] = X.T @ delta1  # (I, N) @ (S, N, H) -> (S, I, H)
     grads["b1"] = delta1.sum(dim=1, keepdim=True)  # (S, 1, H)
     return {name: grads[name] for name in weights}
 
 
-def gradients(weights: Weights, X: torch.Tensor, d: torch.Tensor) -> Weights:
+def gradients(weights: Weights, X: torch.Tensor, y: torch.Tensor) -> Weights:
     """dE/dw for every weight of every net: a forward pass, then back-propagation."""
-    _check(weights, X, d)
-    a1, y = forward(weights, X)
-    return backward(weights, X, d, a1, y)
+    _check(weights, X, y)
+    a1, y_hat = forward(weights, X)
+    return backward(weights, X, y, a1, y_hat)
 
 
 # ----------------------------------------------------------------------------- training
@@ -263,7 +264,7 @@ class TrainResult:
 def train(
     net: Net,
     X: torch.Tensor,
-    d: torch.Tensor,
+    y: torch.Tensor,
     seeds: Sequence[int],
     *,
     eps: float,
@@ -273,12 +274,16 @@ def train(
     tol: float = 0.1,
     dtype: torch.dtype = torch.float64,
     device: DeviceLike = None,
+    start: Weights | None = None,
 ) -> TrainResult:
     """Train one net per seed with the 1986 procedure (see the module's docstring).
 
     Every sweep: test whether all outputs are within ``tol`` of their targets (a net that passes
     is frozen, its sweep count recorded), then ``Delta w = -eps dE/dw + alpha Delta w_prev`` and
     ``w += Delta w`` for the nets still learning.
+
+    ``start``: weights to continue from (one net per seed, e.g. a previous result's
+    ``weights``) instead of fresh ones drawn from the seeds; the momentum starts again at 0.
     """
     if not (eps > 0 and 0 <= alpha < 1 and 0 < tol < 1):
         raise ValueError(
@@ -287,23 +292,31 @@ def train(
     if not isinstance(max_sweeps, int) or max_sweeps < 0:
         raise ValueError(f"train: max_sweeps must be an int >= 0, got {max_sweeps!r}")
     X = X.to(dtype=dtype, device=device)
-    d = d.to(dtype=dtype, device=device)
-    weights = init_weights(net, seeds, r, dtype=dtype, device=X.device)
-    _check(weights, X, d)
+    y = y.to(dtype=dtype, device=device)
+    if start is None:
+        weights = init_weights(net, seeds, r, dtype=dtype, device=X.device)
+    else:
+        if set(start) != set(net.shapes()) or start["W1"].shape[0] != len(list(seeds)):
+            raise ValueError(
+                f"train: start must hold {sorted(net.shapes())} for {len(list(seeds))} seeds, "
+                f"got {sorted(start)} with W1 {tuple(start['W1'].shape)}"
+            )
+        weights = {name: w.to(dtype=dtype, device=X.device).clone() for name, w in start.items()}
+    _check(weights, X, y)
     S = len(seeds)
     learning = torch.ones(S, dtype=torch.bool, device=X.device)
     sweeps = torch.full((S,), max_sweeps, dtype=torch.int64, device=X.device)
     change = {name: torch.zeros_like(w) for name, w in weights.items()}  # Delta w(t - 1)
     for t in range(max_sweeps + 1):
-        a1, y = forward(weights, X)
-        worst = (y - d).abs().amax(dim=(1, 2))  # the largest |y - d| of each net: (S,)
+        a1, y_hat = forward(weights, X)
+        worst = (y_hat - y).abs().amax(dim=(1, 2))  # the largest |y_hat - y| of each net: (S,)
         done_now = learning & (worst < tol)
         sweeps = torch.where(done_now, t, sweeps)
         learning = learning & ~done_now
         if t == max_sweeps or (t % 25 == 0 and not learning.any()):
             break  # asking the device whether any net still learns costs a wait: not every sweep
         keep = learning.to(dtype)[:, None, None]  # 1 for the nets still learning, 0 for the rest
-        grads = backward(weights, X, d, a1, y)
+        grads = backward(weights, X, y, a1, y_hat)
         for name in weights:  # Delta w(t) = -eps dE/dw + alpha Delta w(t - 1); frozen nets: 0
             change[name] = keep * (alpha * change[name] - eps * grads[name])
             weights[name] = weights[name] + change[name]
@@ -313,7 +326,7 @@ def train(
         seeds=list(seeds),
         converged=converged.cpu(),
         sweeps=sweeps.cpu(),
-        error=error(weights, X, d).cpu(),
+        error=error(weights, X, y).cpu(),
         weights=weights,
         settings={"eps": eps, "alpha": alpha, "r": r, "tol": tol, "max_sweeps": max_sweeps},
     )
@@ -377,17 +390,17 @@ def format_table(rows: Mapping[str, tuple[TrainResult, str]]) -> str:
 
 
 def hidden_codes(weights: Weights, X: torch.Tensor) -> torch.Tensor:
-    """The hidden activations a1 (S, P, H): the code each net gives each pattern."""
+    """The hidden activations a1 (S, N, H): the code each net gives each pattern."""
     return forward(weights, X)[0]
 
 
 def distinct_codes(codes: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Per net (S,): do the P codes, each unit rounded at ``threshold``, differ pairwise?"""
+    """Per net (S,): do the N codes, each unit rounded at ``threshold``, differ pairwise?"""
     if codes.dim() != 3:
-        raise ValueError(f"codes must be (S, P, H), got {tuple(codes.shape)}")
-    bits = (codes > threshold).to(torch.int64)  # (S, P, H)
+        raise ValueError(f"codes must be (S, N, H), got {tuple(codes.shape)}")
+    bits = (codes > threshold).to(torch.int64)  # (S, N, H)
     powers = 2 ** torch.arange(codes.shape[2], device=codes.device)
-    numbers = (bits * powers).sum(dim=2)  # each rounded code as an integer: (S, P)
+    numbers = (bits * powers).sum(dim=2)  # each rounded code as an integer: (S, N)
     return torch.tensor([len(set(row.tolist())) == codes.shape[1] for row in numbers.cpu()])
 
 

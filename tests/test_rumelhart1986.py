@@ -80,6 +80,18 @@ def test_many_seeds_at_once_equal_one_at_a_time():
             torch.testing.assert_close(w[0], together.weights[name][i], rtol=1e-10, atol=1e-12)
 
 
+def test_start_continues_from_given_weights():
+    X, y = R.xor_patterns()
+    net = R.Net(2, 2, 1)
+    settings = dict(eps=0.5, alpha=0.9, r=0.3, max_sweeps=30)
+    fresh = R.train(net, X, y, [1, 2], **settings)
+    same = R.train(net, X, y, [1, 2], start=R.init_weights(net, [1, 2], r=0.3), **settings)
+    for name, w in fresh.weights.items():
+        assert torch.equal(w, same.weights[name])
+    with pytest.raises(ValueError, match="start"):
+        R.train(net, X, y, [1], start=R.init_weights(net, [1, 2], r=0.3), **settings)
+
+
 def test_one_sweep_is_a_momentum_step_on_the_summed_gradient():
     X, d = R.symmetry_patterns()
     net = R.Net(6, 2, 1)
@@ -104,7 +116,7 @@ def test_bad_input_raises():
     weights = R.init_weights(R.Net(2, 2, 1), [0], r=0.3)
     with pytest.raises(ValueError, match="X must be"):
         R.forward(weights, torch.zeros(4, 3, dtype=DTYPE))
-    with pytest.raises(ValueError, match="d must be"):
+    with pytest.raises(ValueError, match="y must be"):
         R.error(weights, torch.zeros(4, 2, dtype=DTYPE), torch.zeros(4, 2, dtype=DTYPE))
     with pytest.raises(ValueError, match="seed dimension"):
         R.forward({k: w[0] for k, w in weights.items()}, torch.zeros(4, 2, dtype=DTYPE))
