@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+import time
+from pathlib import Path
 
+import pytest
+import torch
+
+from coursekit.grading import check
 from tests import _item_suite as suite
 from tests.grading_fixtures.lesson_12 import MISTAKES, SEED_0_MISTAKES, SOLUTIONS
 
@@ -44,3 +50,104 @@ def test_mistakes_are_named_on_other_seeds_too():
 
 def test_a_stub_scores_zero_without_crashing():
     suite.assert_stub_scores_zero(ITEMS_12)
+
+
+# ---------------------------------------------------------------------------- real ranks
+def test_average_gradients_runs_on_real_gloo_processes(tmp_path):
+    """Each rank is a separate process in a real process group; none outlives check()."""
+
+    def average_gradients(grads):
+        import torch.distributed as dist
+
+        (tmp_path / f"{dist.get_rank()}-{os.getpid()}").write_text(str(dist.get_world_size()))
+        print("rank", dist.get_rank(), "of", dist.get_world_size())
+        return SOLUTIONS["12.average_gradients"][0](grads)
+
+    result = check("12.average_gradients", average_gradients)
+    assert result.passed, str(result)
+    runs = [(*p.name.split("-"), p.read_text()) for p in tmp_path.iterdir()]  # rank, pid, world
+    assert sorted((rank, world) for rank, _, world in runs) == [
+        ("0", "2"),
+        ("0", "2"),
+        ("0", "3"),
+        ("1", "2"),
+        ("1", "2"),
+        ("1", "3"),
+        ("2", "3"),
+    ]
+    pids = {int(pid) for _, pid, _ in runs}
+    assert len(pids) == len(runs) and os.getpid() not in pids  # one process per rank and case
+    assert "[rank 1] rank 1 of 2" in result.output
+    for pid in pids:
+        _assert_gone(pid)
+
+
+def _assert_gone(pid: int) -> None:
+    for _ in range(200):
+        stat = Path(f"/proc/{pid}/stat")
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return
+        time.sleep(0.02)
+    pytest.fail(f"the rank process {pid} outlived check()")
+
+
+def test_a_rank_that_waits_for_ever_is_stopped_and_named(tmp_path):
+    def average_gradients(grads):
+        import torch.distributed as dist
+
+        (tmp_path / str(os.getpid())).touch()
+        if dist.get_rank() == 0:
+            dist.all_reduce(grads[0])  # rank 1 never makes this call
+        return grads
+
+    result = check("12.average_gradients", average_gradients)
+    assert result.status == "failed" and result.points == 0, str(result)
+    assert "Rank 1 did not call all_reduce" in result.feedback
+    assert "rank 0: 1, rank 1: 0" in result.feedback
+    for pid in tmp_path.iterdir():
+        _assert_gone(int(pid.name))
+
+
+def test_a_raising_rank_surfaces_its_traceback():
+    def average_gradients(grads):
+        import torch.distributed as dist
+
+        if dist.get_rank() == 1:
+            return helper(grads)
+        return grads
+
+    def helper(grads):
+        return grads[5]
+
+    result = check("12.average_gradients", average_gradients)
+    assert result.status == "error", str(result)
+    assert "On rank 1 of 2" in result.feedback and "IndexError" in result.feedback
+    assert "Traceback of rank 1" in result.feedback and "return grads[5]" in result.feedback
+
+
+def test_a_rank_that_dies_is_reported():
+    def average_gradients(grads):
+        import torch.distributed as dist
+
+        if dist.get_rank() == 1:
+            os._exit(3)
+        return grads
+
+    result = check("12.average_gradients", average_gradients)
+    assert result.points == 0 and "Rank 1 of 2 failed" in result.feedback, str(result)
+    assert "exit status 3" in result.feedback
+
+
+def test_autograd_on_a_rank_counts_as_autograd():
+    def average_gradients(grads):
+        import torch.distributed as dist
+
+        w = torch.ones(1, dtype=torch.float64, requires_grad=True)
+        (w * 2).sum().backward()
+        for g in grads:
+            dist.all_reduce(g)
+            g /= dist.get_world_size()
+        return grads
+
+    result = check("12.average_gradients", average_gradients)
+    assert result.status == "uses autograd" and result.points == 0, str(result)

@@ -123,6 +123,7 @@ class GradingContext:
         labels: dict[str, str] | None = None,
         opaque: Sequence[str] = (),
         error_hint: str | None = None,
+        via: str | None = None,
         **kwargs: Any,
     ) -> Any:
         """``fn(*args, **kwargs)``, guarded; returns its output with tensors detached.
@@ -131,6 +132,8 @@ class GradingContext:
         ``opaque`` (a student's own cache) are not checked for in-place changes;
         ``labels`` renames nested inputs in messages ("cache[0]" -> "cache[0] (x)").
         ``error_hint`` is the hint for a shape mismatch raised inside the function.
+        ``via`` names a function of ``coursekit.grading`` that the student's process calls
+        instead, as ``via(fn, *args, **kwargs)`` (``ranks.RUN``: fn on every rank).
         Fails the case on an exception (NotImplementedError included), on autograd use
         (for hand-written items) and on an in-place change of an input.
         """
@@ -142,7 +145,7 @@ class GradingContext:
         watched = {n: a for n, a in zip(names, args, strict=False) if n not in opaque}
         watched.update({k: v for k, v in kwargs.items() if k not in opaque})
         before = {name: _snapshot(value) for name, value in watched.items()}
-        reply = self.session.call(fn.index, args, kwargs)  # StudentGone ends the grading
+        reply = self.session.call(fn.index, args, kwargs, via)  # StudentGone ends the grading
         if reply.output:
             self.output.append(reply.output)
         if reply.status == "autograd":

@@ -112,12 +112,17 @@ class Session:
         self.codec = Codec("grader")
         self.calls = 0
 
-    def call(self, index: int, args: tuple, kwargs: dict) -> Reply:
-        """Call the student's function number ``index``; its decoded answer."""
+    def call(self, index: int, args: tuple, kwargs: dict, via: str | None = None) -> Reply:
+        """Call the student's function number ``index``; its decoded answer.
+
+        ``via``: the dotted name of a function of ``coursekit.grading`` that the student's
+        process calls instead, as ``via(fn, *args, **kwargs)`` (e.g. to run fn on ranks).
+        """
         nodes, root, buffers = self.codec.encode((tuple(args), dict(kwargs)))
-        header, answer = self._exchange(
-            {"op": "call", "fn": index, "nodes": nodes, "root": root}, buffers
-        )
+        request = {"op": "call", "fn": index, "nodes": nodes, "root": root}
+        if via is not None:
+            request["via"] = via
+        header, answer = self._exchange(request, buffers)
         self.calls += 1
         status = header.get("status")
         if status not in ("ok", "raised", "not implemented", "autograd", "library", "internal"):

@@ -3,9 +3,9 @@ data-parallel gradient average, and one step of dynamic loss scaling.
 
 References: torch's own FLOP counter (``torch.utils.flop_counter.FlopCounterMode``)
 on a coursekit MLP; ``coursekit.checkpoint.saved_bytes``, itself tested against
-torch's saved tensors; a collective simulated exactly (every rank's k-th
-``all_reduce`` receives the sum of all ranks' k-th tensors); and
-``torch.amp.GradScaler`` for the loss scaler.
+torch's saved tensors; the mean of the ranks' gradients, computed here while the
+student's function runs on 2 and 3 real gloo processes (``coursekit.grading.ranks``);
+and ``torch.amp.GradScaler`` for the loss scaler.
 """
 
 from __future__ import annotations
@@ -185,120 +185,137 @@ def saved_bytes(ctx: GradingContext, fn) -> None:
 
 
 # ---------------------------------------------------------------------------- 12.average_gradients
-class _Collective:
-    """All-reduce among simulated ranks, matched by call order as real collectives are.
+# Seconds the ranks of one case may take; a rank still inside a collective then is hung.
+RANK_TIMEOUT = 8.0
+WAITS_FOR_EVER = (
+    "Every rank must make the same collective calls, in the same order: a collective "
+    "completes only when all ranks have called it, so a rank that skips one (a call inside an "
+    "`if` that not every rank takes) leaves the others waiting for ever."
+)
 
-    Pass 1 records what each rank passes to its k-th all_reduce (and leaves it alone);
-    pass 2 gives each rank's k-th call the sum of all ranks' k-th tensors, in place.
-    """
 
-    def __init__(self, world_size: int) -> None:
-        self.world_size = world_size
-        self.recorded: list[list[torch.Tensor]] = [[] for _ in range(world_size)]
-        self.summing = False
-
-    def for_rank(self, rank: int):
-        calls = [0]
-
-        def all_reduce(tensor):
-            if not isinstance(tensor, torch.Tensor):
-                raise TypeError(f"all_reduce takes a tensor, got {type(tensor).__name__}")
-            k = calls[0]
-            calls[0] += 1
-            if not self.summing:
-                self.recorded[rank].append(tensor.detach().clone())
-                return tensor
-            shapes = [r[k].shape if k < len(r) else None for r in self.recorded]
-            if any(s != tensor.shape for s in shapes):
-                raise RuntimeError(
-                    f"all_reduce call {k + 1}: the ranks passed tensors of different shapes "
-                    f"{shapes}; every rank must make the same calls with the same shapes"
-                )
-            total = sum(r[k] for r in self.recorded)
-            with torch.no_grad():
-                tensor.copy_(total)
-            return tensor
-
-        return all_reduce
+def _rank_failure(ctx: GradingContext, reports: list[dict], world: int) -> None:
+    """Fail the case if a rank raised, crashed or hung; say which and why."""
+    calls = [int(r.get("calls", 0)) if isinstance(r.get("calls"), int) else 0 for r in reports]
+    for rank, report in enumerate(reports):
+        status = report.get("status")
+        if status == "raised":
+            text = str(report.get("text") or "it raised an exception")
+            trace = str(report.get("traceback") or "").strip()
+            shown = f"On rank {rank} of {world}: {text}"
+            if trace:
+                shown += "\n\nTraceback of rank " + str(rank) + ":\n" + trace
+            ctx.fail(shown, None, "error")
+        if status == "crashed":
+            ctx.fail(f"Rank {rank} of {world} failed: {report.get('text')}")
+    hung = [rank for rank, report in enumerate(reports) if report.get("status") == "hung"]
+    if hung:
+        counts = ", ".join(f"rank {r}: {c}" for r, c in enumerate(calls))
+        done = [r for r in range(world) if r not in hung]
+        waiting = ", ".join(f"rank {r}" for r in hung)
+        if done and len(set(calls)) > 1:
+            low = min(calls)
+            few = ", ".join(f"rank {r}" for r, c in enumerate(calls) if c == low)
+            did = "did not call all_reduce" if low == 0 else "called all_reduce fewer times"
+            message = (
+                f"{few.capitalize()} {did} (all_reduce calls: {counts}), so {waiting} waited "
+                "for it in all_reduce for ever and was stopped by the grader."
+            )
+        elif done:
+            message = (
+                f"{waiting.capitalize()} did not finish after the other rank(s) had returned "
+                f"(all_reduce calls: {counts}): it waited in a collective that the others "
+                "never made, and was stopped by the grader."
+            )
+        else:
+            message = (
+                f"No rank finished within {RANK_TIMEOUT:g} s (all_reduce calls: {counts}): "
+                "an endless loop, or collectives that the ranks make in different orders."
+            )
+        ctx.fail(message, WAITS_FOR_EVER)
 
 
 @item(
     "12.average_gradients",
     points=3,
-    description="average the gradients over the ranks with all_reduce (data parallelism)",
-    signature="fn(grads, all_reduce, world_size) -> list of averaged gradients; "
-    "all_reduce(t) sums t over all ranks in place, as torch.distributed.all_reduce",
-    covers="2, 3 and 4 ranks, one to three gradients of different shapes",
+    description="average the gradients over the ranks with torch.distributed.all_reduce",
+    signature="fn(grads) -> list of the gradients averaged over all ranks; runs on every rank "
+    "of a gloo process group (torch.distributed.all_reduce, get_world_size)",
+    covers="2 and 3 gloo processes, one to three gradients of different shapes",
     timeout=60.0,
 )
 def average_gradients(ctx: GradingContext, fn) -> None:
-    for world, shapes in [(2, [(3, 4), (4,)]), (3, [(2, 5)]), (4, [(3,), (2, 2), (5, 1)])]:
+    from coursekit.grading.ranks import RUN
+
+    for world, shapes in [(2, [(3, 4), (4,)]), (3, [(2, 5)]), (2, [(3,), (2, 2), (5, 1)])]:
         grads = [[ctx.randn(*s) for s in shapes] for _ in range(world)]
-        with ctx.case(f"{world} ranks, gradients of shapes {shapes}"):
-            collective = _Collective(world)
-            for rank in range(world):
-                ctx.call(
-                    fn,
-                    [g.clone() for g in grads[rank]],
-                    collective.for_rank(rank),
-                    world,
-                    names=("grads", "all_reduce", "world_size"),
-                    opaque=("grads",),
-                )
-            counts = [len(r) for r in collective.recorded]
-            if len(set(counts)) != 1:
-                ctx.fail(
-                    f"The ranks called all_reduce different numbers of times: {counts}.",
-                    "Every rank must make the same collective calls in the same order; a "
-                    "rank that skips one leaves the others waiting for ever.",
-                )
-            collective.summing = True
+        with ctx.case(f"{world} processes (gloo), gradients of shapes {shapes}"):
+            reports = ctx.call(fn, grads, RANK_TIMEOUT, names=("grads", "timeout"), via=RUN)
+            if (
+                not isinstance(reports, list)
+                or len(reports) != world
+                or not all(isinstance(r, dict) for r in reports)
+            ):
+                ctx.fail("The ranks' results could not be read.")
+            _rank_failure(ctx, reports, world)
             mean = [sum(grads[r][i] for r in range(world)) / world for i in range(len(shapes))]
             names = tuple(f"grads[{i}]" for i in range(len(shapes)))
             for rank in range(world):
-                got = ctx.call(
-                    fn,
-                    [g.clone() for g in grads[rank]],
-                    collective.for_rank(rank),
-                    world,
-                    names=("grads", "all_reduce", "world_size"),
-                    opaque=("grads",),
-                )
+                got = reports[rank].get("value")
                 if isinstance(got, tuple):
                     got = list(got)
                 if not isinstance(got, list) or len(got) != len(shapes):
                     ctx.fail(
-                        f"On rank {rank} your function returned {type(got).__name__}; it "
-                        f"should return the list of the {len(shapes)} averaged gradients.",
+                        f"On rank {rank} your function returned "
+                        f"{'None' if got is None else type(got).__name__}; it should return "
+                        f"the list of the {len(shapes)} averaged gradients.",
                         "Return the gradients (the all-reduced tensors, or new ones), in "
                         "the order of `grads`.",
                     )
+                if any(g is None for g in got):
+                    ctx.fail(
+                        f"On rank {rank} your function returned a list holding None.",
+                        "dist.all_reduce(t) works in place and returns None: call it, then "
+                        "use t itself (`dist.all_reduce(g)`, not `g = dist.all_reduce(g)`).",
+                    )
                 own = grads[rank]
+                first_ok = (
+                    isinstance(got[0], torch.Tensor)
+                    and got[0].shape == mean[0].shape
+                    and got[0].dtype == mean[0].dtype
+                    and torch.allclose(got[0], mean[0])
+                )
                 summed = [m * world for m in mean]
                 mistakes = {
                     n: [
                         Mistake(
                             summed[i],
                             f"This is the sum over the {world} ranks, not the average: after "
-                            "all_reduce every rank holds the sum; divide it by world_size.",
+                            "all_reduce every rank holds the sum; divide it by "
+                            "dist.get_world_size().",
                         ),
                         Mistake(
                             summed[i] / 2,
-                            "Divided by 2 whatever the number of ranks: divide by world_size.",
+                            "Divided by 2 whatever the number of ranks: divide by "
+                            "dist.get_world_size().",
                         ),
                         Mistake(
                             own[i],
-                            "This is this rank's own gradient: nothing was exchanged. Call "
-                            "all_reduce(g) on every gradient; it sums g over the ranks.",
+                            f"grads[{i}] is this rank's own gradient: only the first gradient "
+                            "was averaged. Call dist.all_reduce on every gradient of the list "
+                            "(or on one flat tensor holding them all)."
+                            if i > 0 and first_ok
+                            else "This is this rank's own gradient: nothing was exchanged. "
+                            "Call dist.all_reduce(g) on every gradient; it sums g over the ranks.",
                         ),
                         Mistake(
                             own[i] / world,
-                            "Divided by world_size but nothing was exchanged: call "
-                            "all_reduce(g) first, which sums g over the ranks.",
+                            "Divided by the world size but nothing was exchanged: call "
+                            "dist.all_reduce(g) first, which sums g over the ranks.",
                         ),
                         Mistake(
                             mean[i] / world,
-                            "Divided by world_size twice (before and after all_reduce?).",
+                            "Divided by the world size twice (before and after all_reduce?).",
                         ),
                     ]
                     for i, n in enumerate(names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 
 def _tensors(obj):
@@ -36,21 +37,32 @@ def saved_bytes(model):
     return total
 
 
-def average_gradients(grads, all_reduce, world_size):
+def average_gradients(grads):
+    world = dist.get_world_size()
     for g in grads:
-        all_reduce(g)
-        g /= world_size
+        dist.all_reduce(g)  # the sum over the ranks, in place
+        g /= world
     return grads
 
 
-def average_gradients_flat(grads, all_reduce, world_size):
+def average_gradients_flat(grads):
     flat = torch.cat([g.reshape(-1) for g in grads])
-    all_reduce(flat)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
     out, offset = [], 0
     for g in grads:
-        out.append(flat[offset : offset + g.numel()].view_as(g) / world_size)
+        out.append(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
     return out
+
+
+def average_gradients_new_tensors(grads):
+    out = []
+    for g in grads:
+        total = g.clone()
+        torch.distributed.all_reduce(total)
+        out.append(total / torch.distributed.get_world_size())
+    return tuple(out)
 
 
 def loss_scaler_step(grads, scale, good_steps, growth_interval):
@@ -66,7 +78,11 @@ def loss_scaler_step(grads, scale, good_steps, growth_interval):
 SOLUTIONS = {
     "12.flops": [mlp_flops],
     "12.saved_bytes": [saved_bytes],
-    "12.average_gradients": [average_gradients, average_gradients_flat],
+    "12.average_gradients": [
+        average_gradients,
+        average_gradients_flat,
+        average_gradients_new_tensors,
+    ],
     "12.loss_scaler_step": [loss_scaler_step],
 }
 
@@ -122,29 +138,61 @@ def saved_bytes_four_per_value(model):
     return total
 
 
-def average_sum_only(grads, all_reduce, world_size):
+def average_sum_only(grads):
     for g in grads:
-        all_reduce(g)
+        dist.all_reduce(g)
     return grads
 
 
-def average_by_two(grads, all_reduce, world_size):
+def average_by_two(grads):
     for g in grads:
-        all_reduce(g)
+        dist.all_reduce(g)
         g /= 2
     return grads
 
 
-def average_no_exchange(grads, all_reduce, world_size):
-    return [g / world_size for g in grads]
+def average_no_exchange(grads):
+    return [g / dist.get_world_size() for g in grads]
 
 
-def average_first_rank_only(grads, all_reduce, world_size):
+def average_divided_twice(grads):
+    world = dist.get_world_size()
+    for g in grads:
+        g /= world
+        dist.all_reduce(g)
+        g /= world
+    return grads
+
+
+def average_first_only(grads):
+    for g in grads:
+        dist.all_reduce(g)
+        g /= dist.get_world_size()
+        return grads  # returns inside the loop: the other gradients are left alone
+
+
+def average_keeps_none(grads):
+    return [dist.all_reduce(g) for g in grads]  # all_reduce returns None
+
+
+def average_skipped_on_rank_1(grads):
+    if dist.get_rank() == 1:  # rank 0 waits for ever in its all_reduce
+        return grads
+    return average_gradients(grads)
+
+
+def average_raises_on_rank_1(grads):
+    if dist.get_rank() == 1:
+        raise ValueError("rank 1 has no gradients")
+    return average_gradients(grads)
+
+
+def average_first_rank_only(grads):
     # calls all_reduce a different number of times depending on the values: ranks disagree
     for g in grads:
         if g.sum() > 0:
-            all_reduce(g)
-        g /= world_size
+            dist.all_reduce(g)
+        g /= dist.get_world_size()
     return grads
 
 
@@ -208,6 +256,11 @@ MISTAKES = [
     ("12.average_gradients", average_sum_only, "not the average"),
     ("12.average_gradients", average_by_two, "Divided by 2"),
     ("12.average_gradients", average_no_exchange, "nothing was exchanged"),
+    ("12.average_gradients", average_divided_twice, "twice"),
+    ("12.average_gradients", average_first_only, "only the first gradient was averaged"),
+    ("12.average_gradients", average_keeps_none, "returns None"),
+    ("12.average_gradients", average_skipped_on_rank_1, "Rank 1 did not call all_reduce"),
+    ("12.average_gradients", average_raises_on_rank_1, "ValueError: rank 1 has no gradients"),
     ("12.loss_scaler_step", scaler_isinf_only, "torch.isinf misses NaN"),
     ("12.loss_scaler_step", scaler_no_backoff, "must be halved"),
     ("12.loss_scaler_step", scaler_keeps_count, "starts again: good_steps = 0"),
@@ -219,5 +272,5 @@ MISTAKES = [
 
 # Named on seed 0; on other seeds the ranks' gradients may happen to agree in sign.
 SEED_0_MISTAKES = [
-    ("12.average_gradients", average_first_rank_only, "different numbers of times"),
+    ("12.average_gradients", average_first_rank_only, "for ever"),
 ]
