@@ -1,4 +1,6 @@
-"""Tests of check(): correct code passes, classic mistakes get named, hostile code is contained."""
+"""Tests of check() and items(): the result and its feedback, hostile code contained, wrong
+calls explained. Every item's own tests (reference solutions, classic mistakes) are in
+tests/test_grading_items.py."""
 
 from __future__ import annotations
 
@@ -13,61 +15,30 @@ import torch
 import coursekit.grading as grading
 from coursekit.grading import Mistake, Result, check, item, items
 from coursekit.grading import registry as registry_module
-from coursekit.grading.context import grade
 from coursekit.grading.hints import generic_value_hint, is_close, relative_error
-from coursekit.grading.isolation import LocalSession
-from coursekit.grading.registry import get_item
-from tests.grading_fixtures import correct as ok
-from tests.grading_fixtures.correct import SOLUTIONS
-from tests.grading_fixtures.mistakes import MISTAKES, linear_db_not_summed
-
-# The fixed list of items (name -> points) the notebooks rely on.
-ITEMS = {
-    "00.sum_of_squares_grad": 1,
-    "01.central_difference": 1,
-    "01.chain_rule": 1,
-    "02.mul_backward": 1,
-    "02.pow_backward": 1,
-    "02.exp_backward": 1,
-    "02.tanh_backward": 1,
-    "02.topological_order": 2,
-    "03.sigmoid": 2,
-    "03.tanh": 2,
-    "03.relu": 2,
-    "03.leaky_relu": 2,
-    "03.gd_step": 2,
-    "04.linear_backward": 3,
-    "04.broadcast_backward": 2,
-    "04.grad_shapes": 1,
-    "04.find_the_bug": 3,
-    "05.softmax_cross_entropy": 3,
-    "05.dlogits": 2,
-    "05.mlp_backward": 4,
-}
+from tests.grading_fixtures import lesson_01, lesson_03, lesson_05
+from tests.grading_fixtures.lesson_03 import relu_backward, relu_forward
+from tests.grading_fixtures.lesson_04 import linear_backward, linear_db_not_summed
 
 
 # ---------------------------------------------------------------------------- the item list
-def test_items_lists_every_item_with_its_points():
-    import importlib
-    from pathlib import Path
-
-    every = dict(ITEMS)
-    for path in sorted(Path(__file__).parent.glob("test_grading_[0-9][0-9].py")):
-        module = importlib.import_module(f"tests.{path.stem}")
-        every.update(getattr(module, f"ITEMS_{path.stem[-2:]}"))
+def test_items_prints_as_a_table():
     table = items()
-    assert {name: it.points for name, it in table.items()} == every
     for it in table.values():
         assert it.description and it.signature
-    assert list(items("04")) == [name for name in ITEMS if name.startswith("04.")]
+    assert list(table) == [it.name for it in registry_module.all_items()]
+    assert list(items("04")) == [name for name in table if name.startswith("04.")]
+    assert list(items("04")) == [  # in the order lesson 04 registers them
+        "04.linear_backward",
+        "04.broadcast_backward",
+        "04.grad_shapes",
+        "04.find_the_bug",
+    ]
     text = repr(table)
     assert "04.linear_backward" in text and "3 pts" in text
-    assert text.splitlines()[-1].split() == ["total", str(sum(every.values())), "points"]
+    total = sum(it.points for it in table.values())
+    assert text.splitlines()[-1].split() == ["total", str(total), "points"]
     assert "<table>" in table._repr_html_()
-
-
-def test_every_item_has_a_reference_solution_in_the_tests():
-    assert set(SOLUTIONS) == set(ITEMS)
 
 
 def test_hand_written_items_forbid_autograd():
@@ -100,33 +71,11 @@ def test_a_new_item_is_a_few_lines():
         registry_module._ITEMS.pop("99.double", None)
 
 
-# ---------------------------------------------------------------------------- correct code
-@pytest.mark.parametrize("name", list(ITEMS))
-def test_reference_solution_gets_full_marks(name):
-    result = check(name, *SOLUTIONS[name])
-    assert result.passed, str(result)
-    assert result.status == "passed"
-    assert result.points == result.max_points == ITEMS[name]
-    assert result.feedback.startswith("All ") and "test cases passed" in result.feedback
-
-
-@pytest.mark.parametrize("name", [n for n in ITEMS if n != "02.topological_order"])
-def test_reference_solution_passes_on_many_seeds(name):
-    # In this process (no fork per seed), with one thread as in check()'s child process.
-    it, threads = get_item(name), torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for seed in range(25):
-            outcome = grade(it, SOLUTIONS[name], seed)
-            assert outcome.status == "passed", f"seed {seed}: {outcome.feedback}"
-    finally:
-        torch.set_num_threads(threads)
-
-
+# ---------------------------------------------------------------------------- feedback
 def test_passing_feedback_is_the_same_on_every_run():
     # Solution notebooks store check()'s output and compare it on every run.
-    first = check("04.linear_backward", ok.linear_backward)
-    second = check("04.linear_backward", ok.linear_backward)
+    first = check("04.linear_backward", linear_backward)
+    second = check("04.linear_backward", linear_backward)
     assert str(first) == str(second) and first._repr_html_() == second._repr_html_()
     assert first.seed == second.seed  # the same test inputs: failing feedback is reproducible too
 
@@ -142,54 +91,9 @@ def test_failing_feedback_is_reproducible_and_seed_can_be_overridden(monkeypatch
     assert check("00.sum_of_squares_grad", wrong).seed == 123
 
 
-def test_functional_module_passes_the_pair_items():
-    F = pytest.importorskip("coursekit.functional")
-    pairs = {
-        "03.sigmoid": (F.sigmoid_forward, F.sigmoid_backward),
-        "03.tanh": (F.tanh_forward, F.tanh_backward),
-        "03.relu": (F.relu_forward, F.relu_backward),
-        "03.leaky_relu": (F.leaky_relu_forward, F.leaky_relu_backward),
-        # F's cache is its own business; the item hands over (x, w, b).
-        "04.linear_backward": (
-            lambda dout, xwb: F.linear_backward(dout, F.linear_forward(*xwb)[1]),
-        ),
-        "05.softmax_cross_entropy": (
-            F.softmax_cross_entropy_forward,
-            F.softmax_cross_entropy_backward,
-        ),
-    }
-    for name, fns in pairs.items():
-        # coursekit's own implementations are correct: they pass when the library is allowed...
-        session = LocalSession(fns, True, library=())
-        outcome = grade(get_item(name), None, 0, session=session)
-        assert outcome.status == "passed", outcome.feedback
-        # ...and score zero in check(), where an exercise may not call them.
-        result = check(name, *fns)
-        assert result.status == "uses coursekit" and result.points == 0, str(result)
-        assert "coursekit's own" in result.feedback
-
-
-# ---------------------------------------------------------------------------- classic mistakes
-@pytest.mark.parametrize(
-    ("name", "fns", "words"),
-    MISTAKES,
-    ids=[f"{name}-{fns[-1].__name__}" for name, fns, _ in MISTAKES],
-)
-def test_classic_mistake_fails_with_a_hint_naming_it(name, fns, words):
-    result = check(name, *fns)
-    assert not result.passed and result.points == 0
-    assert words in result.feedback, str(result)
-    assert "Test case" in result.feedback
-
-
-def test_every_backward_item_has_classic_mistakes():
-    covered = {name for name, _, _ in MISTAKES}
-    assert covered == set(ITEMS)
-
-
 def test_wrong_values_report_the_largest_error_and_where():
     def off_by_a_bit(dout, cache):
-        dx, dw, db = ok.linear_backward(dout, cache)
+        dx, dw, db = linear_backward(dout, cache)
         dw = dw.clone()
         dw[1, 2] += 0.5
         return dx, dw, db
@@ -237,13 +141,13 @@ def test_not_implemented_scores_zero_without_error():
 def test_wrong_types_and_values_are_explained(fn, words):
     if fn.__code__.co_varnames[:3] == ("dx", "dw", "db"):  # spoil a correct answer
         spoil = fn
-        fn = lambda dout, cache: spoil(*ok.linear_backward(dout, cache))  # noqa: E731
+        fn = lambda dout, cache: spoil(*linear_backward(dout, cache))  # noqa: E731
     result = check("04.linear_backward", fn)
     assert result.status == "failed" and words in result.feedback, str(result)
 
 
 def test_a_one_tuple_for_a_single_gradient_is_explained():
-    result = check("03.relu", ok.relu_forward, lambda dout, cache: (dout * (cache > 0),))
+    result = check("03.relu", relu_forward, lambda dout, cache: (dout * (cache > 0),))
     assert "alone" in result.feedback
 
 
@@ -251,7 +155,7 @@ def test_forward_that_modifies_its_input_fails():
     def relu_forward_in_place(x):
         return x.clamp_(min=0), x
 
-    result = check("03.relu", relu_forward_in_place, ok.relu_backward)
+    result = check("03.relu", relu_forward_in_place, relu_backward)
     assert "modified its input x in place" in result.feedback
 
 
@@ -265,18 +169,18 @@ def test_an_endless_loop_is_stopped_and_the_next_check_works():
     assert time.perf_counter() - start < 5
     assert result.status == "timeout" and result.points == 0
     assert "Stopped after 1 s" in result.feedback and "test case 1" in result.feedback
-    assert check("04.linear_backward", ok.linear_backward).passed
+    assert check("04.linear_backward", linear_backward).passed
 
 
 def test_a_huge_allocation_fails_inside_the_grader_only():
     def greedy(dout, cache):
         torch.ones(100 * 2**30 // 4)  # 100 GiB of float32
-        return ok.linear_backward(dout, cache)
+        return linear_backward(dout, cache)
 
     result = check("04.linear_backward", greedy)
     assert result.status in ("error", "crashed") and result.points == 0, str(result)
     assert "memory" in result.feedback
-    assert check("04.linear_backward", ok.linear_backward).passed
+    assert check("04.linear_backward", linear_backward).passed
 
 
 def test_memory_beyond_the_budget_is_refused(monkeypatch):
@@ -284,7 +188,7 @@ def test_memory_beyond_the_budget_is_refused(monkeypatch):
 
     def hungry(dout, cache):
         torch.ones(2**28, dtype=torch.float64)  # 2 GiB, far beyond the 200 MiB budget
-        return ok.linear_backward(dout, cache)
+        return linear_backward(dout, cache)
 
     result = check("04.linear_backward", hungry)
     assert result.status == "error" and "memory" in result.feedback, str(result)
@@ -298,16 +202,16 @@ def test_a_segfault_in_student_code_does_not_take_the_process_down():
 
     result = check("04.linear_backward", segfault)
     assert result.status == "crashed" and "segmentation fault" in result.feedback
-    assert check("04.linear_backward", ok.linear_backward).passed
+    assert check("04.linear_backward", linear_backward).passed
 
 
 @pytest.mark.gpu
 def test_check_works_after_cuda_is_initialised():
     torch.zeros(1, device="cuda")  # the child process cannot use CUDA after a fork; grading is CPU
-    assert check("04.linear_backward", ok.linear_backward).passed
+    assert check("04.linear_backward", linear_backward).passed
 
     def to_gpu(dout, cache):
-        return tuple(g.cuda() for g in ok.linear_backward(dout, cache))
+        return tuple(g.cuda() for g in linear_backward(dout, cache))
 
     result = check("04.linear_backward", to_gpu)
     assert not result.passed and "device" in result.feedback
@@ -346,7 +250,7 @@ def _autograd_swallowed(dout, cache):
     try:
         return _autograd_backward(dout, cache)
     except BaseException:
-        return ok.linear_backward(dout, cache)
+        return linear_backward(dout, cache)
 
 
 def _autograd_graph_returned(dout, cache):
@@ -431,7 +335,7 @@ def test_global_state_changed_by_student_code_does_not_leak(mode, monkeypatch):
     result = check("04.linear_backward", fn)
     assert result.passed, str(result)  # the grader's own inputs do not depend on global state
     _assert_same_state(before, _global_state())
-    assert check("04.linear_backward", ok.linear_backward).passed
+    assert check("04.linear_backward", linear_backward).passed
 
 
 def _meddling_without_patch(dout, cache):
@@ -444,8 +348,8 @@ def _meddling_without_patch(dout, cache):
 
 def test_check_itself_leaves_global_state_alone():
     before = _global_state()
-    for name in ("03.sigmoid", "05.mlp_backward"):
-        check(name, *SOLUTIONS[name])
+    check("03.sigmoid", lesson_03.sigmoid_forward, lesson_03.sigmoid_backward)
+    check("05.mlp_backward", lesson_05.mlp_backward)
     _assert_same_state(before, _global_state())
 
 
@@ -458,12 +362,12 @@ def test_in_process_mode_stops_an_endless_loop(monkeypatch):
 
     result = check("01.chain_rule", forever, timeout=1)
     assert result.status == "timeout"
-    assert check("01.chain_rule", ok.chain_rule).passed
+    assert check("01.chain_rule", lesson_01.chain_rule).passed
 
 
 def test_in_process_mode_grades_and_guards(monkeypatch):
     monkeypatch.setenv("COURSEKIT_GRADING_ISOLATION", "inprocess")
-    assert check("04.linear_backward", ok.linear_backward).passed
+    assert check("04.linear_backward", linear_backward).passed
     assert check("04.linear_backward", _autograd_backward).status == "uses autograd"
     assert "summed over the batch" in check("04.linear_backward", linear_db_not_summed).feedback
     assert torch.autograd.grad is not None and torch.is_grad_enabled()
@@ -472,7 +376,7 @@ def test_in_process_mode_grades_and_guards(monkeypatch):
 def test_what_the_student_code_prints_is_kept():
     def chatty(dout, cache):
         print("shapes:", tuple(dout.shape))
-        return ok.linear_backward(dout, cache)
+        return linear_backward(dout, cache)
 
     result = check("04.linear_backward", chatty)
     assert result.passed and "shapes: (4, 5)" in result.output
@@ -482,11 +386,11 @@ def test_what_the_student_code_prints_is_kept():
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (("04.linear", ok.linear_backward), "no graded item called '04.linear'"),
+        (("04.linear", linear_backward), "no graded item called '04.linear'"),
         (("04.linear_backward",), "takes 1 function(s), you passed 0"),
-        (("03.relu", ok.relu_forward), "takes 2 function(s), you passed 1"),
+        (("03.relu", relu_forward), "takes 2 function(s), you passed 1"),
         (("04.linear_backward", "linear_backward"), "without calling it"),
-        ((42, ok.linear_backward), "no graded item called"),
+        ((42, linear_backward), "no graded item called"),
     ],
 )
 def test_a_wrong_call_is_explained_not_raised(args, words):
@@ -496,7 +400,7 @@ def test_a_wrong_call_is_explained_not_raised(args, words):
 
 
 def test_the_result_reads_well_as_text_and_html():
-    result = check("04.linear_backward", ok.linear_backward)
+    result = check("04.linear_backward", linear_backward)
     assert isinstance(result, Result)
     assert str(result).startswith("PASS 04.linear_backward: 3/3 points")
     assert repr(result) == (
@@ -519,7 +423,7 @@ def test_in_jupyter_the_result_is_shown_once_per_cell(monkeypatch):
 
     monkeypatch.setattr(IPython, "get_ipython", lambda: Shell)
     monkeypatch.setattr(IPython.display, "display", lambda data, raw: shown.append(data))
-    result = check("04.linear_backward", ok.linear_backward)  # check() shows it
+    result = check("04.linear_backward", linear_backward)  # check() shows it
     result._ipython_display_()  # the cell's last line: IPython asks again
     assert len(shown) == 1 and set(shown[0]) == {"text/plain", "text/html"}
     Shell.execution_count = 8
@@ -530,8 +434,8 @@ def test_in_jupyter_the_result_is_shown_once_per_cell(monkeypatch):
 def test_each_result_is_logged_for_bulk_grading(tmp_path, monkeypatch):
     log = tmp_path / "log.jsonl"
     monkeypatch.setenv("COURSEKIT_GRADING_LOG", str(log))
-    check("04.linear_backward", ok.linear_backward)
-    check("03.relu", ok.relu_forward, lambda dout, cache: dout)
+    check("04.linear_backward", linear_backward)
+    check("03.relu", relu_forward, lambda dout, cache: dout)
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["item"], r["points"], r["status"]) for r in records] == [
         ("04.linear_backward", 3, "passed"),
@@ -540,11 +444,11 @@ def test_each_result_is_logged_for_bulk_grading(tmp_path, monkeypatch):
 
 
 def test_a_typical_check_takes_well_under_a_second():
-    check("04.linear_backward", ok.linear_backward)  # the first check warms torch up
+    check("04.linear_backward", linear_backward)  # the first check warms torch up
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        check("04.linear_backward", ok.linear_backward)
+        check("04.linear_backward", linear_backward)
         times.append(time.perf_counter() - start)
     assert sorted(times)[1] < 1.0, times
 
@@ -583,5 +487,5 @@ def test_strict_mode_raises_on_failure_only(monkeypatch):
     monkeypatch.setenv("COURSEKIT_GRADING_STRICT", "1")
     with pytest.raises(AssertionError, match="04.linear_backward"):
         check("04.linear_backward", stub)
-    assert check("04.linear_backward", ok.linear_backward).passed
+    assert check("04.linear_backward", linear_backward).passed
     assert check("04.linear_backward", stub, strict=False).points == 0

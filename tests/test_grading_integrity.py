@@ -12,11 +12,13 @@ import torch
 
 from coursekit.grading import check
 from coursekit.grading.isolation import NO_INTEGRITY
-from tests.grading_fixtures import correct as ok
+from tests.grading_fixtures.lesson_02 import tanh_backward
+from tests.grading_fixtures.lesson_03 import relu_forward
+from tests.grading_fixtures.lesson_04 import linear_backward
 
 
 def _honest_check_still_passes() -> None:
-    result = check("04.linear_backward", ok.linear_backward)
+    result = check("04.linear_backward", linear_backward)
     assert result.passed, str(result)
 
 
@@ -55,7 +57,7 @@ class ZeroDifference(torch.Tensor):
 
 def tensor_subclass(dout, cache):
     return tuple(
-        torch.zeros_like(g).as_subclass(ZeroDifference) for g in ok.linear_backward(dout, cache)
+        torch.zeros_like(g).as_subclass(ZeroDifference) for g in linear_backward(dout, cache)
     )
 
 
@@ -106,7 +108,7 @@ def patch_the_grader_openly(dout, cache):
         (patch_the_grader, ("wrong",)),
         (patch_the_grader_openly, ("tampers", "import coursekit.grading.context as context")),
         (lambda dout, cache: {"dx"}, ("returned a set",)),
-        (lambda dout, cache: (*ok.linear_backward(dout, cache)[:2], object()), ("got a object",)),
+        (lambda dout, cache: (*linear_backward(dout, cache)[:2], object()), ("got a object",)),
     ],
     ids=["forged", "subclass", "frames", "patch", "patch-openly", "set", "object"],
 )
@@ -190,7 +192,7 @@ def test_automatic_differentiation_by_any_route_scores_zero(fn):
     result = check("02.tanh_backward", fn)
     _zero(result, "autograd")
     assert result.status == "uses autograd"
-    assert check("02.tanh_backward", ok.tanh_backward).passed
+    assert check("02.tanh_backward", tanh_backward).passed
     _honest_check_still_passes()
 
 
@@ -231,7 +233,7 @@ def test_processes_the_student_code_starts_end_with_the_check(tmp_path):
             os._exit(0)
         while not marker.exists():
             time.sleep(0.01)
-        return ok.linear_backward(dout, cache)
+        return linear_backward(dout, cache)
 
     assert check("04.linear_backward", forks).passed
     pid = int(marker.read_text())
@@ -256,7 +258,7 @@ def test_a_keyboard_interrupt_raised_by_student_code_is_the_students_error():
 
 def test_in_process_mode_says_it_offers_no_integrity(monkeypatch):
     monkeypatch.setenv("COURSEKIT_GRADING_ISOLATION", "inprocess")
-    result = check("04.linear_backward", ok.linear_backward)
+    result = check("04.linear_backward", linear_backward)
     assert result.passed and NO_INTEGRITY in result.feedback
     assert "no integrity" in NO_INTEGRITY
 
@@ -275,7 +277,7 @@ def _tanh_exp(a, dout):
     return dout * 4 / (torch.exp(a) + torch.exp(-a)) ** 2
 
 
-@pytest.mark.parametrize("fn", [ok.tanh_backward, _tanh_cosh, _tanh_factored, _tanh_exp])
+@pytest.mark.parametrize("fn", [tanh_backward, _tanh_cosh, _tanh_factored, _tanh_exp])
 def test_correct_alternative_formulas_pass_on_many_seeds(fn):
     from coursekit.grading.context import grade
     from coursekit.grading.registry import get_item
@@ -354,7 +356,7 @@ def _bptt(dhs, caches, *, overwrite=False, skip_last=False, tanh=True):
 @pytest.mark.parametrize(
     ("name", "fns", "words"),
     [
-        ("03.relu", (ok.relu_forward, _relu_at_zero), "x > 0, not x >= 0"),
+        ("03.relu", (relu_forward, _relu_at_zero), "x > 0, not x >= 0"),
         ("07.dropout", (_dropout_forward, _dropout_backward_latest_mask), "mask of the second"),
         ("09.maxpool_backward", (_maxpool_every_maximum,), "first maximum"),
         ("08.batchnorm_backward", (_batchnorm_unbiased,), "unbiased"),
@@ -385,10 +387,10 @@ def test_wrong_answers_that_used_to_pass_or_go_unnamed(name, fns, words):
 
 def test_a_float32_answer_is_told_about_its_precision():
     def float32(dout, cache):
-        return tuple(g.float() for g in ok.linear_backward(dout, cache))
+        return tuple(g.float() for g in linear_backward(dout, cache))
 
     def float32_inside(logits, y):
-        from tests.grading_fixtures.correct import dlogits
+        from tests.grading_fixtures.lesson_05 import dlogits
 
         return dlogits(logits.float(), y).double()
 

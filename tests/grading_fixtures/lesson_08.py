@@ -1,23 +1,15 @@
-"""Tests of lesson 08's graded items: correct code passes, classic mistakes are named."""
+"""Lesson 08's graded items: correct solutions written as a student would, and classic mistakes."""
 
 from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from coursekit import functional as F
-from coursekit.grading import check
-from coursekit.grading.context import grade
-from coursekit.grading.isolation import LocalSession
-from coursekit.grading.registry import get_item
-from tests import _item_suite as suite
-
-ITEMS_08 = {"08.batchnorm_backward": 3, "08.clip_grad_norm": 2, "08.he_init": 1}
 
 
-# ---------------------------------------------------------------------------- correct code
+# ---------------------------------------------------------------------------- correct
 def batchnorm_backward(dout, cache):
     x, gamma, eps = cache
     n = x.shape[0]
@@ -53,9 +45,10 @@ SOLUTIONS = {
     "08.clip_grad_norm": [clip_grad_norm],
     "08.he_init": [he_init, he_init_float32],
 }
+SEEDS = 15  # every solution passes on seeds 0..14
 
 
-# ---------------------------------------------------------------------------- classic mistakes
+# ---------------------------------------------------------------------------- mistakes
 def bn_no_mean_var_paths(dout, cache):
     x, gamma, eps = cache
     std = torch.sqrt(x.var(0, unbiased=False) + eps)
@@ -168,57 +161,3 @@ MISTAKES = [
     ("08.he_init", he_own_seed, "Do not seed a generator of your own"),
     ("08.he_init", he_transposed, "(fan_in, fan_out)"),
 ]
-
-
-# ---------------------------------------------------------------------------- tests
-def test_lesson_08_items_are_listed_with_their_points():
-    suite.assert_items_listed("08", ITEMS_08)
-
-
-@pytest.mark.parametrize("name", list(ITEMS_08))
-def test_reference_solution_gets_full_marks(name):
-    suite.assert_full_marks(name, SOLUTIONS[name], ITEMS_08[name])
-
-
-@pytest.mark.parametrize("name", list(ITEMS_08))
-def test_reference_solution_passes_on_many_seeds(name):
-    suite.assert_passes_on_seeds(name, SOLUTIONS[name], seeds=15)
-
-
-@pytest.mark.parametrize(
-    ("name", "fn", "words"), MISTAKES, ids=[f"{name}-{fn.__name__}" for name, fn, _ in MISTAKES]
-)
-def test_classic_mistake_fails_with_a_hint_naming_it(name, fn, words):
-    suite.assert_mistake_named(name, fn, words)
-
-
-def test_mistakes_are_named_on_other_seeds_too():
-    suite.assert_mistakes_named_on_seeds(MISTAKES, seeds=(1, 7))
-
-
-def test_a_stub_scores_zero_without_crashing():
-    suite.assert_stub_scores_zero(ITEMS_08)
-
-
-def test_coursekit_clip_and_init_pass_the_items():
-    """coursekit.optim.clip_grad_norm_ and coursekit.init.he_normal_, wrapped, give the
-    references' answers, and score zero in check(), where the exercise may not call them."""
-    from coursekit import init
-    from coursekit.nn import Parameter
-    from coursekit.optim import clip_grad_norm_
-
-    def ck_clip(grads, max_norm):
-        params = [Parameter(torch.zeros_like(g)) for g in grads]
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g.clone()
-        total = clip_grad_norm_(params, max_norm)
-        return [p.grad for p in params], total
-
-    def ck_he(fan_in, fan_out, generator):
-        w = torch.empty(fan_in, fan_out, dtype=torch.float64)
-        return init.he_normal_(w, generator=generator)
-
-    for name, fn in (("08.clip_grad_norm", ck_clip), ("08.he_init", ck_he)):
-        session = LocalSession((fn,), True, library=())  # the library allowed: they are right
-        assert grade(get_item(name), None, 0, session=session).status == "passed"
-        assert check(name, fn).status == "uses coursekit"  # an exercise may not call them

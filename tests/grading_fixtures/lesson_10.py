@@ -1,17 +1,13 @@
-"""Tests of lesson 10's graded items: correct code passes, classic mistakes are named."""
+"""Lesson 10's graded items: correct solutions written as a student would, and classic mistakes."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from coursekit import functional as F
-from tests import _item_suite as suite
-
-ITEMS_10 = {"10.rnn_step_backward": 2, "10.bptt": 3, "10.lstm_step_backward": 3}
 
 
-# ---------------------------------------------------------------------------- correct code
+# ---------------------------------------------------------------------------- correct
 def rnn_step_backward_by_hand(dh, cache):
     x, h_prev, wx, wh, h = cache
     da = dh * (1 - h**2)
@@ -79,9 +75,10 @@ SOLUTIONS = {
     "10.bptt": [bptt_by_hand, bptt_with_coursekit],
     "10.lstm_step_backward": [lstm_step_backward_by_hand, lstm_step_backward_with_coursekit],
 }
+SEEDS = 8  # every solution passes on seeds 0..7
 
 
-# ---------------------------------------------------------------------------- classic mistakes
+# ---------------------------------------------------------------------------- mistakes
 def step_no_tanh_derivative(dh, cache):
     x, h_prev, wx, wh, _ = cache
     return dh @ wx.T, dh @ wh.T, x.T @ dh, h_prev.T @ dh, dh.sum(0)
@@ -160,33 +157,3 @@ MISTAKES = [
     ("10.lstm_step_backward", lstm_gates_in_cs231n_order, "wrong order"),
     ("10.lstm_step_backward", lstm_dc_prev_without_forget_gate, "misses the forget gate"),
 ]
-
-
-# ---------------------------------------------------------------------------- tests
-def test_lesson_10_items_are_listed_with_their_points():
-    suite.assert_items_listed("10", ITEMS_10)
-
-
-@pytest.mark.parametrize("name", list(ITEMS_10))
-def test_reference_solution_gets_full_marks(name):
-    suite.assert_full_marks(name, SOLUTIONS[name], ITEMS_10[name])
-
-
-@pytest.mark.parametrize("name", list(ITEMS_10))
-def test_reference_solution_passes_on_many_seeds(name):
-    suite.assert_passes_on_seeds(name, SOLUTIONS[name], seeds=8)
-
-
-@pytest.mark.parametrize(
-    ("name", "fn", "words"), MISTAKES, ids=[f"{name}-{fn.__name__}" for name, fn, _ in MISTAKES]
-)
-def test_classic_mistake_fails_with_a_hint_naming_it(name, fn, words):
-    suite.assert_mistake_named(name, fn, words)
-
-
-def test_mistakes_are_named_on_other_seeds_too():
-    suite.assert_mistakes_named_on_seeds(MISTAKES, seeds=(1, 7))
-
-
-def test_a_stub_scores_zero_without_crashing():
-    suite.assert_stub_scores_zero(ITEMS_10)

@@ -1,19 +1,11 @@
-"""Tests of lesson 11's graded items: correct code passes, classic mistakes are named."""
+"""Lesson 11's graded items: correct solutions written as a student would, and classic mistakes."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from coursekit.grading import check
-from coursekit.grading.context import grade
-from coursekit.grading.registry import get_item
-from tests import _item_suite as suite
 
-ITEMS_11 = {"11.unbroadcast": 2, "11.backward": 3, "11.custom_function": 3}
-
-
-# ---------------------------------------------------------------------------- correct code
+# ---------------------------------------------------------------------------- correct
 def unbroadcast_by_hand(grad, shape):
     extra = grad.dim() - len(shape)
     dims = list(range(extra))
@@ -130,9 +122,10 @@ SOLUTIONS = {
         (LogSumExpWithAttributes.forward, LogSumExpWithAttributes.backward),
     ],
 }
+SEEDS = 6  # every solution passes on seeds 0..5
 
 
-# ---------------------------------------------------------------------------- classic mistakes
+# ---------------------------------------------------------------------------- mistakes
 def unbroadcast_not_summed(grad, shape):
     return grad
 
@@ -300,83 +293,36 @@ MISTAKES = [
     ("11.backward", backward_assigns, "SUM of what each consumer sends back"),
     ("11.backward", backward_breadth_first, "Order the graph topologically"),
     ("11.backward", backward_with_autograd, "automatic differentiation"),
+    # 11.custom_function takes the Function's two static methods
+    (
+        "11.custom_function",
+        (LogSumExpOverflows.forward, LogSumExpOverflows.backward),
+        "Subtract the maximum",
+    ),
+    (
+        "11.custom_function",
+        (LogSumExpIgnoresGrad.forward, LogSumExpIgnoresGrad.backward),
+        "ignores the upstream gradient",
+    ),
+    (
+        "11.custom_function",
+        (LogSumExpNoUnsqueeze.forward, LogSumExpNoUnsqueeze.backward),
+        "unsqueeze",
+    ),
+    (
+        "11.custom_function",
+        (LogSumExpKeepdim.forward, LogSumExpKeepdim.backward),
+        "keeps the reduced dim",
+    ),
+    (
+        "11.custom_function",
+        (LogSumExpAutograd.forward, LogSumExpAutograd.backward),
+        "automatic differentiation",
+    ),
+    ("11.custom_function", (LogSumExpScaled.forward, LogSumExpScaled.backward), "constant factor"),
+    (
+        "11.custom_function",
+        (LogSumExpInconsistent.forward, LogSumExpInconsistent.backward),
+        "finite differences",
+    ),
 ]
-# 11.custom_function takes the Function's two static methods
-FUNCTION_MISTAKES = [
-    (LogSumExpOverflows, "Subtract the maximum"),
-    (LogSumExpIgnoresGrad, "ignores the upstream gradient"),
-    (LogSumExpNoUnsqueeze, "unsqueeze"),
-    (LogSumExpKeepdim, "keeps the reduced dim"),
-    (LogSumExpAutograd, "automatic differentiation"),
-    (LogSumExpScaled, "constant factor"),
-    (LogSumExpInconsistent, "finite differences"),
-]
-ONE_FUNCTION = {k: v for k, v in ITEMS_11.items() if k != "11.custom_function"}
-
-
-def _grade_function(cls, seed):
-    return grade(get_item("11.custom_function"), (cls.forward, cls.backward), seed)
-
-
-# ---------------------------------------------------------------------------- tests
-def test_lesson_11_items_are_listed_with_their_points():
-    suite.assert_items_listed("11", ITEMS_11)
-    assert get_item("11.custom_function").functions == ("forward", "backward")
-
-
-@pytest.mark.parametrize("name", list(ONE_FUNCTION))
-def test_reference_solution_gets_full_marks(name):
-    suite.assert_full_marks(name, SOLUTIONS[name], ITEMS_11[name])
-
-
-@pytest.mark.parametrize("name", list(ONE_FUNCTION))
-def test_reference_solution_passes_on_many_seeds(name):
-    suite.assert_passes_on_seeds(name, SOLUTIONS[name], seeds=6)
-
-
-@pytest.mark.parametrize("cls", [LogSumExp, LogSumExpWithAttributes], ids=lambda c: c.__name__)
-def test_custom_function_reference_gets_full_marks(cls):
-    result = check("11.custom_function", cls.forward, cls.backward)
-    assert result.passed, str(result)
-    assert result.points == result.max_points == 3
-    for seed in range(1, 4):
-        outcome = _grade_function(cls, seed)
-        assert outcome.status == "passed", f"seed {seed}: {outcome.feedback}"
-
-
-def test_the_reference_is_a_working_torch_function():
-    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(LogSumExp.apply, (x,))
-
-
-@pytest.mark.parametrize(
-    ("name", "fn", "words"), MISTAKES, ids=[f"{name}-{fn.__name__}" for name, fn, _ in MISTAKES]
-)
-def test_classic_mistake_fails_with_a_hint_naming_it(name, fn, words):
-    suite.assert_mistake_named(name, fn, words)
-
-
-@pytest.mark.parametrize(
-    ("cls", "words"), FUNCTION_MISTAKES, ids=[cls.__name__ for cls, _ in FUNCTION_MISTAKES]
-)
-def test_custom_function_mistake_fails_with_a_hint_naming_it(cls, words):
-    for seed in (0, 7):
-        outcome = _grade_function(cls, seed)
-        assert outcome.status != "passed"
-        assert words in outcome.feedback, outcome.feedback
-        assert "Test case" in outcome.feedback
-
-
-def test_mistakes_are_named_on_other_seeds_too():
-    suite.assert_mistakes_named_on_seeds(MISTAKES, seeds=(1, 7))
-
-
-def test_a_stub_scores_zero_without_crashing():
-    suite.assert_stub_scores_zero(ONE_FUNCTION)
-
-    def stub(*args):
-        raise NotImplementedError("write your code here")
-
-    result = check("11.custom_function", stub, stub)
-    assert not result.passed and result.points == 0
-    assert result.status == "not implemented"
