@@ -367,8 +367,8 @@ def format_table(rows: Mapping[str, tuple[TrainResult, str]]) -> str:
     ``rows`` maps a name to (result, what the paper reports).
     """
     head = (
-        f"{'experiment':<28}{'paper':>16}{'seeds':>7}{'learned':>11}"
-        f"{'median sweeps':>13}{'quartiles':>15}  settings"
+        f"{'experiment':<26}{'paper':>16}{'seeds':>7}{'learned':>12}"
+        f"{'median sweeps':>15}{'quartiles':>12}   settings"
     )
     lines = [head, "-" * len(head)]
     for name, (result, paper) in rows.items():
@@ -381,7 +381,7 @@ def format_table(rows: Mapping[str, tuple[TrainResult, str]]) -> str:
         )
         learned = f"{s.successes} ({100 * s.rate:.0f}%)"
         lines.append(
-            f"{name:<28}{paper:>16}{s.seeds:>7}{learned:>11}{med:>13}{quart:>15}  {settings}"
+            f"{name:<26}{paper:>16}{s.seeds:>7}{learned:>12}{med:>15}{quart:>12}   {settings}"
         )
     return "\n".join(lines)
 

@@ -221,7 +221,7 @@ def test_hinton_diagram_draws_one_square_per_weight():
     squares = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert len(squares) == 6
     areas = np.array([p.get_width() * p.get_height() for p in squares]).reshape(2, 3)
-    np.testing.assert_allclose(areas, np.abs(w.numpy()) / 4.0)  # area proportional to |w|
+    np.testing.assert_allclose(areas, 0.8**2 * np.abs(w.numpy()) / 4.0)  # area ~ |w|
     colors = [p.get_facecolor()[:3] for p in squares]
     assert colors[0] == (1.0, 1.0, 1.0) and colors[1] == (0.0, 0.0, 0.0)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]

@@ -20,6 +20,8 @@ from coursekit.viz.plots import to_numpy
 
 __all__ = ["hinton_diagram"]
 
+FILL = 0.8  # the side of the largest square, as a fraction of its cell
+
 
 def hinton_diagram(
     weights: Any,
@@ -34,10 +36,11 @@ def hinton_diagram(
     """Draw a 2-D weight matrix (rows, cols) as a Hinton diagram and return the Axes.
 
     Entry (i, j) is drawn at row i (top to bottom), column j, as a square of side
-    sqrt(|w_ij| / max_weight) (so its area is proportional to |w_ij|): white for w > 0, black for
-    w < 0. ``max_weight`` defaults to the largest |w|; pass the same value to several diagrams
-    to compare them. ``annotate`` writes each weight's value under its square, as the paper's
-    figures do. Accepts a tensor on any device, a NumPy array or nested lists.
+    0.8 sqrt(|w_ij| / max_weight) (so its area is proportional to |w_ij|, and the largest leaves a
+    margin in its cell): white for w > 0, black for w < 0. ``max_weight`` defaults to the
+    largest |w|; pass the same value to several diagrams to compare them. ``annotate`` writes
+    each weight's value under its square, as the paper's figures do. Accepts a tensor on any
+    device, a NumPy array or nested lists.
     """
     w = np.asarray(to_numpy(weights), dtype=float)
     if w.ndim != 2:
@@ -62,7 +65,7 @@ def hinton_diagram(
     for i in range(rows):
         for j in range(cols):
             value = w[i, j]
-            side = np.sqrt(min(abs(value) / max_weight, 1.0))
+            side = FILL * np.sqrt(min(abs(value) / max_weight, 1.0))
             ax.add_patch(
                 Rectangle(
                     (j - side / 2, i - side / 2),
@@ -73,9 +76,9 @@ def hinton_diagram(
                 )
             )
             if annotate:
-                ax.text(j, i + 0.5, f"{value:.1f}", ha="center", va="top", fontsize=7)
+                ax.text(j, i + 0.45, f"{value:.1f}", ha="center", va="center", fontsize=7)
     ax.set_xlim(-0.5, cols - 0.5)
-    ax.set_ylim(rows - 0.5 + (0.3 if annotate else 0.0), -0.5)
+    ax.set_ylim(rows - 0.5 + (0.1 if annotate else 0.0), -0.5)
     ax.set_xticks(range(cols), col_labels if col_labels is not None else range(cols))
     ax.set_yticks(range(rows), row_labels if row_labels is not None else range(rows))
     ax.tick_params(length=0)
