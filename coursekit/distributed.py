@@ -16,9 +16,12 @@ What is here:
     all_reduce_gradients(params)    averages every parameter's .grad over the ranks
     shard(t, rank, world_size)      the rank's contiguous slice of a batch
     train_mlp(rank, world_size, ...) a worker: data-parallel training of an MLP on MNIST-1D
-    python -m coursekit.distributed the same from the command line, under torchrun:
 
-        python -m torch.distributed.run --nproc_per_node 2 -m coursekit.distributed
+From the command line, under torchrun, ``coursekit.train.fit`` trains data-parallel
+(it shards every batch when a process group is set up)::
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 \\
+        -m coursekit.examples.data_parallel
 
 On one machine the processes talk through the ``gloo`` backend (CPU tensors);
 on GPUs ``nccl`` is the usual backend, one process per GPU.
@@ -26,14 +29,12 @@ on GPUs ``nccl`` is the usual backend, one process per GPU.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import multiprocessing as mp
 import os
 import pickle
 import queue
 import socket
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +48,6 @@ __all__ = [
     "WorkerError",
     "all_reduce_gradients",
     "launch",
-    "main",
     "ring_all_reduce_bytes",
     "shard",
     "train_mlp",
@@ -157,8 +157,8 @@ def launch(
     Each process joins a process group (``backend``, default ``gloo``) on a fresh
     local port before ``fn`` runs, and leaves it afterwards, so ``fn`` can call
     ``torch.distributed`` collectives. ``fn`` must be importable (a function at the
-    top level of a module): processes start with ``spawn``, fresh interpreters that
-    import it by name. Return values travel back pickled.
+    top level of a module): the processes start fresh, without the caller's memory,
+    and import it by name. Return values travel back pickled.
 
     If a worker raises, ``launch`` stops the others and raises ``WorkerError``
     carrying the worker's traceback. Nothing waits forever: collectives fail after
@@ -167,8 +167,11 @@ def launch(
 
     ``start_method``: how processes start. Default "forkserver" where it exists
     (Linux, macOS), else "spawn": both give fresh processes that share nothing with
-    the caller (a notebook's threads or CUDA state), and forkserver imports torch
-    only once, in a server process that every worker is then forked from.
+    the caller (a notebook's threads or CUDA state). "spawn" starts a new interpreter
+    per process and run, which imports torch again each time (seconds per run);
+    "forkserver" spawns one clean server process once, which imports torch, and
+    forks every later worker from it (a run then starts in a fraction of a second).
+    ``start_method="spawn"`` works the same, only slower to start.
     ``start_method="fork"`` copies the caller and also accepts functions defined in a
     notebook, but is unsafe once the caller has used threads or CUDA.
     ``threads``: torch threads per process (default: the cores shared out).
@@ -396,59 +399,3 @@ def train_mlp(
         "test_acc": acc,
         "seconds_all_reduce": reduce_seconds,
     }
-
-
-# ---------------------------------------------------------------------------- torchrun
-def main(argv: Sequence[str] | None = None) -> int:
-    """Data-parallel MNIST-1D training under torchrun (or alone, as one process).
-
-    python -m torch.distributed.run --nproc_per_node 2 -m coursekit.distributed
-    python -m coursekit.distributed          # one process: the same accuracy
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m coursekit.distributed", description=main.__doc__
-    )
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    opts = parser.parse_args(argv)
-
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = "cpu"
-    if world_size > 1:
-        use_nccl = torch.cuda.is_available() and torch.cuda.device_count() >= world_size
-        if use_nccl:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            device = f"cuda:{local}"
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        torch.set_num_threads(max(1, cores // world_size))
-        dist.init_process_group("nccl" if use_nccl else "gloo", timeout=timedelta(seconds=120))
-    try:
-        out = train_mlp(
-            rank,
-            world_size,
-            steps=opts.steps,
-            batch_size=opts.batch_size,
-            hidden=opts.hidden,
-            lr=opts.lr,
-            dtype=getattr(torch, opts.dtype),
-            device=device,
-        )
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if rank == 0:
-        backend = "one process" if world_size == 1 else f"{world_size} processes"
-        print(
-            f"{backend}: {opts.steps} steps of batch {opts.batch_size}, "
-            f"final loss {out['loss']:.6f}, test accuracy {100 * out['test_acc']:.2f}%"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
