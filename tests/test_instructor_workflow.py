@@ -41,12 +41,23 @@ SOLUTION = """def cube_grad(x):
     ### BEGIN SOLUTION
     return 3 * x**2
     ### END SOLUTION"""
+TEST_FUNCTIONS = """def cube_grad(x):
+    return 3 * x**2
 
 
-def _run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def cube_grad_wrong_sign(x):
+    return -3 * x**2
+
+
+"""
+
+
+def _run(
+    args: list[str], cwd: Path, timeout: float = 120, returncode: int = 0
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(cwd), "OMP_NUM_THREADS": "1"}
     run = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.returncode == returncode, run.stdout[-3000:] + run.stderr[-3000:]
     return run
 
 
@@ -56,6 +67,14 @@ def _course(tmp: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(ROOT / "coursekit", root / "coursekit", ignore=ignore)
     shutil.copytree(ROOT / "tools", root / "tools", ignore=ignore)
+    for rel in (
+        "tests/_item_suite.py",
+        "tests/test_grading_items.py",
+        "tests/grading_fixtures/__init__.py",
+        "tests/grading_fixtures/lesson_00.py",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / rel, root / rel)
     for rel in ("pyproject.toml", "README.md"):
         shutil.copyfile(ROOT / rel, root / rel)
     for folder in ("solutions", "exercises"):
@@ -96,7 +115,7 @@ def test_publish_add_an_item_regenerate_and_bulk_grade(tmp_path):
     )
     assert 'Homepage = "https://github.com/uni-example/ml-module"' in pyproject.read_text()
 
-    # 2. Add an item: its code, its solution cells (the test entry is not part of a copy).
+    # 2. Add an item: its code, its solution cells and one test entry.
     items_00 = root / "coursekit" / "grading" / "items_00.py"
     items_00.write_text(items_00.read_text() + NEW_ITEM)
     solution_path = root / "solutions" / "00_warmup.ipynb"
@@ -107,6 +126,26 @@ def test_publish_add_an_item_regenerate_and_bulk_grade(tmp_path):
         new_code_cell('result_cube = check("00.cube_grad", cube_grad)'),
     ]
     nbformat.write(solution, solution_path)
+    # Without its test entry, the item's tests fail and say where the entry goes.
+    item_tests = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    item_tests += ["tests/test_grading_items.py", "-k", "00.cube_grad"]
+    run = _run(item_tests, root, returncode=1)
+    assert "FAILED tests/test_grading_items.py::test_item_has_a_test_entry[00.cube_grad]" in (
+        run.stdout
+    )
+    assert "00.cube_grad has no test entry" in run.stdout
+    assert "tests/grading_fixtures/lesson_00.py" in run.stdout
+    fixture = root / "tests" / "grading_fixtures" / "lesson_00.py"
+    text = fixture.read_text()
+    text = text.replace(
+        "SOLUTIONS = {", TEST_FUNCTIONS + 'SOLUTIONS = {\n    "00.cube_grad": [cube_grad],'
+    )
+    text = text.replace(
+        "MISTAKES = [", 'MISTAKES = [\n    ("00.cube_grad", cube_grad_wrong_sign, "wrong sign"),'
+    )
+    fixture.write_text(text)
+    run = _run(item_tests, root)
+    assert "6 passed" in run.stdout, run.stdout  # entry, listed, marks, seeds, mistake, stub
 
     # 3. Regenerate: the untouched exercise is updated without --force.
     run = _run([sys.executable, "tools/make_exercises.py", "--lesson", "00"], root)
