@@ -81,3 +81,12 @@ def fit_small_mlp(rank: int, world_size: int, batch_size: int = 13) -> dict:
         generator=seeded_generator(1),
     )
     return {"params": [p.data.clone() for p in model.parameters()], "history": history.as_dict()}
+
+
+def port_and_group(rank: int, world_size: int) -> tuple[int, bool, str]:
+    """The port this run's group met on, whether the group is up, and the backend."""
+    return int(os.environ["MASTER_PORT"]), dist.is_initialized(), dist.get_backend()
+
+
+def parent_pid(rank: int, world_size: int) -> int:
+    return os.getppid()

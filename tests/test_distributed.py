@@ -6,6 +6,7 @@ gradients averaged, ends at the same parameters as one process on the whole batc
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -164,3 +165,32 @@ def test_fit_trains_data_parallel_like_one_process_on_the_whole_batch():
 def test_fit_refuses_a_batch_smaller_than_the_number_of_processes():
     with pytest.raises(D.WorkerError, match="cannot give each of 2 processes one"):
         D.launch(workers.fit_small_mlp, 2, args=(1,))
+
+
+def test_each_run_meets_on_a_fresh_port(monkeypatch):
+    ports = []
+    real = D._free_port
+
+    def free_port():
+        ports.append(real())
+        return ports[-1]
+
+    monkeypatch.setattr(D, "_free_port", free_port)
+    first = D.launch(workers.port_and_group, 2)
+    second = D.launch(workers.port_and_group, 2)
+    assert len(ports) == 2
+    assert [p for p, _, _ in first] == [ports[0]] * 2
+    assert [p for p, _, _ in second] == [ports[1]] * 2
+    assert all(up and backend == "gloo" for _, up, backend in first + second)
+
+
+def test_the_default_start_is_fresh_processes_and_spawn_works_the_same():
+    # forkserver (Linux, macOS): the workers are forked from a clean server process, not
+    # from this one; spawn starts a new interpreter per worker (slower: it imports torch)
+    parent = os.getpid()
+    pids = D.launch(workers.parent_pid, 2)
+    assert all(pid != parent for pid in pids)
+    spawned = D.launch(workers.rank_and_sum, 2, args=(1.0,), start_method="spawn")
+    assert spawned == D.launch(workers.rank_and_sum, 2, args=(1.0,))
+    with pytest.raises(D.WorkerError, match="worker 1 failed on purpose"):
+        D.launch(workers.raise_on_rank_one, 2, start_method="spawn", timeout=30)
