@@ -48,6 +48,7 @@ from coursekit.grading import (  # noqa: F401
     items_10,
     items_11,
     items_12,
+    items_13,
     items_14,
 )
 from coursekit.grading.check import check
