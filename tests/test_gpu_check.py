@@ -7,6 +7,7 @@ differs, the other raises, so both kinds of notebook failure and the training de
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,14 @@ def test_notebook_failures_are_told_apart_and_fit_devices_recorded(check) -> Non
     cells = [c.strip() for c in raises.strip("|").split("|")]
     assert cells[2] == "Cell 1" and cells[3] == "-" and cells[4] == "no fit()"
     assert "1/2 ran without error, 1 with stored outputs that differ" in report
+
+
+def test_the_torchrun_script_part_compares_one_process_with_two(tmp_path) -> None:
+    # the part runs on GPU machines; here it runs on the CPU (gloo), one short epoch
+    from tools.gpu_check import Runner, run_torchrun_script
+
+    runner = Runner(tmp_path / "check.log", {**os.environ, "OMP_NUM_THREADS": "1"})
+    ok, line = run_torchrun_script(runner, timeout=300, epochs=1)
+    assert ok, line
+    assert line.startswith("torchrun script: 1 process (") and "2 processes (" in line
+    assert "coursekit.examples.data_parallel" in (tmp_path / "check.log").read_text()

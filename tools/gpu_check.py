@@ -12,7 +12,8 @@ Four parts run in this order, and none stops the others:
    the device of every ``coursekit.train.fit`` run in it (``History.device``, or else where
    the model's parameters are);
 4. a 2-process data-parallel step with ``coursekit.distributed`` (skipped until that
-   module exists; NCCL is tried only with two or more GPUs).
+   module exists; NCCL is tried only with two or more GPUs), and on a GPU machine the
+   torchrun script ``coursekit.examples.data_parallel`` on 2 processes against 1.
 
 It writes ``report.md`` (device, versions, result per part, the benchmark table, the
 notebooks' times and devices), ``check.log`` (every command's output) and
@@ -356,20 +357,45 @@ def part_data_parallel(runner: Runner, cuda: bool, gpus: int, timeout: float) ->
     start = time.perf_counter()
     results = []
     failed = False
+    share = timeout / (len(runs) + (1 if cuda else 0))
     for device, backend in runs:
         code, out = runner.run(
             [sys.executable, "-m", "tools.gpu_check", "--data-parallel", device, backend],
-            timeout / len(runs),
+            share,
         )
         last = out.strip().splitlines()[-1] if out.strip() else ""
         results.append(f"{backend} on {device}: {last if code == 0 else f'failed ({last[:200]})'}")
         failed = failed or code != 0
     if cuda and gpus < 2:
         results.append("nccl skipped: one GPU (NCCL needs a GPU per process)")
+    if cuda:  # the CPU run of the script is a CI test (tests/test_data_parallel_example.py)
+        ok, line = run_torchrun_script(runner, share)
+        results.append(line)
+        failed = failed or not ok
     part.seconds = time.perf_counter() - start
     part.status = "fail" if failed else "pass"
     part.summary = "; ".join(results)
     return part
+
+
+def run_torchrun_script(runner: Runner, timeout: float, epochs: int = 3) -> tuple[bool, str]:
+    """``coursekit.examples.data_parallel`` alone and under torchrun on 2 processes: (the
+    test accuracies agree, a summary). Devices follow the machine: one process trains on
+    the GPU; two use NCCL with a GPU each, else gloo on the CPU."""
+    script = ["-m", "coursekit.examples.data_parallel", "--epochs", str(epochs)]
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    found = []
+    for command in ([sys.executable, *script], [sys.executable, *torchrun, *script]):
+        code, out = runner.run(command, timeout / 2)
+        head = re.search(r"^(\d+ process(?:es)? \([^)]*\))", out, re.M)
+        accuracy = re.search(r"test accuracy ([\d.]+%)", out)
+        if code != 0 or head is None or accuracy is None:
+            last = out.strip().splitlines()[-1][:200] if out.strip() else "no output"
+            return False, f"torchrun script failed ({last})"
+        found.append(f"{head.group(1)} {accuracy.group(1)}")
+    same = found[0].rsplit(" ", 1)[1] == found[1].rsplit(" ", 1)[1]
+    verdict = "the same test accuracy" if same else "MISMATCH in test accuracy"
+    return same, f"torchrun script: {found[0]}, {found[1]}: {verdict}"
 
 
 def _data_parallel_worker(rank: int, world_size: int, device: str) -> list[Any]:
