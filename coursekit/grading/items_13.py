@@ -3,16 +3,16 @@ Williams (Nature 323:533, 1986), trained by the student's own back-propagation.
 
 Every item calls the same student function,
 
-    train(x, d, params, lr, momentum, max_sweeps) -> (params, sweeps)
+    train(X, y, params, eps, alpha, max_sweeps) -> (params, sweeps)
 
-which trains a net with one hidden layer of sigmoid units, y = σ(σ(x w1 + b1) w2 + b2), on
-the patterns x (P, n_in) with targets d (P, n_out), starting from the initial weights
-``params`` (a dict w1, b1, w2, b2, as in lesson 05). The procedure is the paper's: the error
-E = ½ Σ_patterns Σ_outputs (y − d)² of the whole set, its gradient by back-propagation
+which trains a net with one hidden layer of sigmoid units, ŷ = σ(σ(X W1 + b1) W2 + b2), on
+the patterns X (N, I) with targets y (N, O), starting from the initial weights ``params`` (a
+dict W1 (I, H), b1 (H,), W2 (H, O), b2 (O,); the notation of lesson 13). The procedure is the
+paper's: the error E = ½ Σ_n Σ_k (ŷ − y)² of the whole set, its gradient by back-propagation
 written by hand, and after each sweep through the patterns the change
-Δw(t) = −ε ∂E/∂w + α Δw(t−1) for every weight and bias (ε = lr, α = momentum). It stops at
-the first sweep after which every output is within 0.1 of its target (the stopping rule),
-or after ``max_sweeps`` sweeps, and returns the weights and the number of sweeps done.
+Δw(t) = −ε ∂E/∂w + α Δw(t−1) for every weight and bias. It stops at the first sweep after
+which every output is within 0.1 of its target (the stopping rule of lesson 13), or after
+``max_sweeps`` sweeps, and returns the weights and the number of sweeps done.
 
 The grader never checks a sweep count or a weight value. It gives the function data it has
 not seen (the patterns shuffled; XOR and its complement; encoders of two sizes, the larger
@@ -46,18 +46,18 @@ STOP = 0.1  # the stopping rule: every output within STOP of its target
 INIT = 0.3  # initial weights and biases uniform in [-INIT, INIT]
 MIRROR_TOLERANCE = 0.1  # |w_a + w_b| of a mirror pair, as a fraction of the unit's largest |w|
 CANDIDATES = 4  # initial weights tried at once by the grader's own run
-KEYS = ("w1", "b1", "w2", "b2")
-NAMES = ("x", "d", "params", "lr", "momentum", "max_sweeps")
+KEYS = ("W1", "b1", "W2", "b2")
+NAMES = ("X", "y", "params", "eps", "alpha", "max_sweeps")
 SIGNATURE = (
-    "train(x, d, params, lr, momentum, max_sweeps) -> (params, sweeps); params = dict w1, b1, "
-    "w2, b2 (initial in, trained out), sigmoid units, E = ½Σ(y−d)², Δw = −lr·∂E/∂w + "
-    "momentum·Δw_prev once per sweep, stop when every |y−d| < 0.1"
+    "train(X, y, params, eps, alpha, max_sweeps) -> (params, sweeps); params = dict W1, b1, "
+    "W2, b2 (initial in, trained out), sigmoid units, E = ½Σ(ŷ−y)², Δw = −eps·∂E/∂w + "
+    "alpha·Δw_prev once per sweep, stop when every |ŷ−y| < 0.1"
 )
 PROCEDURE_HINT = (
     "From these initial weights the procedure as specified reaches the stopping rule in "
-    "less than half of max_sweeps. Check: E = ½Σ(y−d)² sums over the patterns, so ∂E/∂w "
-    "sums over them too (no mean); the derivative of the sigmoid is y(1−y) at both layers; "
-    "the weights change once per sweep, by Δw = −lr·∂E/∂w + momentum·Δw_prev, against the "
+    "less than half of max_sweeps. Check: E = ½Σ(ŷ−y)² sums over the patterns, so ∂E/∂w "
+    "sums over them too (no mean); the derivative of the sigmoid is a(1−a) at both layers; "
+    "the weights change once per sweep, by Δw = −eps·∂E/∂w + alpha·Δw_prev, against the "
     "gradient; the biases learn too; start from the params passed in."
 )
 
@@ -70,8 +70,8 @@ class Task:
     x: torch.Tensor  # (P, n_in)
     d: torch.Tensor  # (P, n_out)
     hidden: int
-    lr: float
-    momentum: float
+    eps: float  # ε, the learning rate
+    alpha: float  # α, the momentum
     max_sweeps: int
     label: Callable[[int], str]  # how feedback names pattern p, after the noun
     noun: str = "pattern"  # "point" for XOR
@@ -79,15 +79,15 @@ class Task:
 
 # ---------------------------------------------------------------------------- the procedure
 def forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden and output activations h = σ(x w1 + b1), y = σ(h w2 + b2) (any leading dims)."""
-    h = torch.sigmoid(x @ params["w1"] + params["b1"])
-    return h, torch.sigmoid(h @ params["w2"] + params["b2"])
+    """Hidden and output activations a1 = σ(X W1 + b1), ŷ = σ(a1 W2 + b2) (any leading dims)."""
+    h = torch.sigmoid(x @ params["W1"] + params["b1"])
+    return h, torch.sigmoid(h @ params["W2"] + params["b2"])
 
 
 def _draw(ctx: GradingContext, task: Task, k: int) -> dict[str, torch.Tensor]:
     """k sets of initial weights, stacked along a first dimension, uniform in ±INIT."""
     n_in, n_out, hidden = task.x.shape[1], task.d.shape[1], task.hidden
-    shapes = {"w1": (n_in, hidden), "b1": (1, hidden), "w2": (hidden, n_out), "b2": (1, n_out)}
+    shapes = {"W1": (n_in, hidden), "b1": (1, hidden), "W2": (hidden, n_out), "b2": (1, n_out)}
     return {key: ctx.uniform(k, *shape, low=-INIT, high=INIT) for key, shape in shapes.items()}
 
 
@@ -134,7 +134,7 @@ def reference_train(
             dz2.sum(1, keepdim=True),
         )
         for t, v, g in zip(weights, velocity, grads, strict=True):
-            v.mul_(task.momentum).add_(g, alpha=-task.lr)  # Δw = −ε ∂E/∂w + α Δw_prev
+            v.mul_(task.alpha).add_(g, alpha=-task.eps)  # Δw = −ε ∂E/∂w + α Δw_prev
             t.add_(v)
     return None
 
@@ -161,8 +161,8 @@ def _trained(ctx: GradingContext, train, task: Task, init: dict[str, torch.Tenso
         task.x.clone(),
         task.d.clone(),
         {key: t.clone() for key, t in init.items()},
-        task.lr,
-        task.momentum,
+        task.eps,
+        task.alpha,
         task.max_sweeps,
         names=NAMES,
     )
@@ -181,7 +181,7 @@ def _trained(ctx: GradingContext, train, task: Task, init: dict[str, torch.Tenso
     if not isinstance(params, dict):
         ctx.fail(
             f"The params it returned are a {type(params).__name__}, not a dict.",
-            "Return a dict with the keys w1, b1, w2, b2, like the params passed in.",
+            "Return a dict with the keys W1, b1, W2, b2, like the params passed in.",
         )
     missing = [key for key in KEYS if key not in params]
     if missing:
@@ -195,8 +195,7 @@ def _trained(ctx: GradingContext, train, task: Task, init: dict[str, torch.Tenso
             ctx.fail(
                 f"params[{key!r}] has shape {tuple(t.shape)}; the initial one had shape "
                 f"{tuple(init[key].shape)}.",
-                "Return weights of the shapes passed in: w1 (n_in, hidden), b1 (hidden,), "
-                "w2 (hidden, n_out), b2 (n_out,).",
+                "Return weights of the shapes passed in: W1 (I, H), b1 (H,), W2 (H, O), b2 (O,).",
             )
         if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
             ctx.fail(
@@ -238,7 +237,7 @@ def _stopping_rule(ctx: GradingContext, task: Task, y: torch.Tensor, sweeps: int
     ctx.fail(
         f"Your function stopped after {sweeps} sweeps, but the net it returned has not "
         f"reached the stopping rule (every output within {STOP} of its target): {where}.",
-        "Stop only when every |y − d| < 0.1 (or when max_sweeps sweeps are done), and return "
+        "Stop only when every |ŷ − y| < 0.1 (or when max_sweeps sweeps are done), and return "
         "the weights that passed the test.",
     )
 
@@ -282,14 +281,14 @@ def _xor_task(ctx: GradingContext, complement: bool, hidden: int) -> Task:
     description="train a net by the 1986 procedure; it must classify all 4 XOR points",
     signature=SIGNATURE,
     covers="XOR on a 2-2-1 net and its complement on a 2-3-1 net, patterns shuffled, "
-    "lr 0.5, momentum 0.9, the grader's initial weights",
+    "eps 0.5, alpha 0.9, initial weights drawn by the checker",
     timeout=60.0,
 )
 def xor(ctx: GradingContext, train) -> None:
     for complement, hidden in [(False, 2), (True, 3)]:
         task = _xor_task(ctx, complement, hidden)
         init = initial_weights(ctx, task, lambda net: True)
-        with ctx.case(f"{task.title}, lr {task.lr}, momentum {task.momentum}"):
+        with ctx.case(f"{task.title}, eps {task.eps}, alpha {task.alpha}"):
             params, sweeps = _trained(ctx, train, task, init)
             _, y = forward(params, task.x)
             _misclassified(ctx, task, y, sweeps)
@@ -322,7 +321,7 @@ def _encoder_task(ctx: GradingContext, n: int, hidden: int, sweeps: int, relabel
     else:
         label = lambda p: f"{p} (input unit {int(on[p])} on)"  # noqa: E731
         title = f"the {n}-{hidden}-{n} encoder"
-    return Task(title, x, d, hidden, lr=0.1, momentum=0.9, max_sweeps=sweeps, label=label)
+    return Task(title, x, d, hidden, eps=0.1, alpha=0.9, max_sweeps=sweeps, label=label)
 
 
 @item(
@@ -331,14 +330,14 @@ def _encoder_task(ctx: GradingContext, n: int, hidden: int, sweeps: int, relabel
     description="the same trainer on the encoder: distinct hidden codes, every input reconstructed",
     signature=SIGNATURE,
     covers="a 4-2-4 encoder and an 8-3-8 one with its outputs relabelled, patterns shuffled, "
-    "lr 0.1, momentum 0.9, the grader's initial weights",
+    "eps 0.1, alpha 0.9, initial weights drawn by the checker",
     timeout=60.0,
 )
 def encoder(ctx: GradingContext, train) -> None:
     for n, hidden, budget, relabel in [(4, 2, 2000, False), (8, 3, 4000, True)]:
         task = _encoder_task(ctx, n, hidden, budget, relabel)
         init = initial_weights(ctx, task, _encoder_accepts(task))
-        with ctx.case(f"{task.title}, lr {task.lr}, momentum {task.momentum}"):
+        with ctx.case(f"{task.title}, eps {task.eps}, alpha {task.alpha}"):
             params, sweeps = _trained(ctx, train, task, init)
             h, y = forward(params, task.x)
             target = task.d.argmax(dim=1)
@@ -371,7 +370,7 @@ def encoder(ctx: GradingContext, train) -> None:
                         f"activations {shown} and {shown_p}).",
                         "From these initial weights the procedure as specified gives every "
                         "pattern its own code. Train by the procedure exactly: the whole "
-                        "set's gradient once per sweep, lr and momentum as passed, from the "
+                        "set's gradient once per sweep, eps and alpha as passed, from the "
                         "params passed in.",
                     )
                 seen[code] = p
@@ -391,7 +390,7 @@ def _symmetry_task(ctx: GradingContext, n: int, budget: int) -> tuple[Task, list
     pairs = [tuple(sorted(pair)) for pair in pairs]
     label = lambda p: _bits(x[p])  # noqa: E731
     title = f"{n}-bit mirror symmetry on a {n}-2-1 net, bit order {order.tolist()}"
-    task = Task(title, x, d, 2, lr=0.1, momentum=0.9, max_sweeps=budget, label=label)
+    task = Task(title, x, d, 2, eps=0.1, alpha=0.9, max_sweeps=budget, label=label)
     return task, pairs
 
 
@@ -413,7 +412,7 @@ def _worst_pair(w1: torch.Tensor, pairs: list[tuple[int, int]]) -> tuple[float, 
     description="the same trainer on mirror symmetry: all patterns right, mirror weights opposite",
     signature=SIGNATURE,
     covers="4-bit and 6-bit symmetry (all 16 and 64 patterns) with the bits in a random "
-    "order, lr 0.1, momentum 0.9, the grader's initial weights",
+    "order, eps 0.1, alpha 0.9, initial weights drawn by the checker",
     timeout=60.0,
 )
 def symmetry(ctx: GradingContext, train) -> None:
@@ -422,16 +421,16 @@ def symmetry(ctx: GradingContext, train) -> None:
         init = initial_weights(
             ctx,
             task,
-            lambda net, pairs=pairs: _worst_pair(net["w1"], pairs)[0] < MIRROR_TOLERANCE / 10,
+            lambda net, pairs=pairs: _worst_pair(net["W1"], pairs)[0] < MIRROR_TOLERANCE / 10,
         )
-        with ctx.case(f"{task.title}, lr {task.lr}, momentum {task.momentum}"):
+        with ctx.case(f"{task.title}, eps {task.eps}, alpha {task.alpha}"):
             params, sweeps = _trained(ctx, train, task, init)
             _, y = forward(params, task.x)
             _misclassified(ctx, task, y, sweeps)
             _stopping_rule(ctx, task, y, sweeps)
-            gap, unit, a, b = _worst_pair(params["w1"], pairs)
+            gap, unit, a, b = _worst_pair(params["W1"], pairs)
             if gap > MIRROR_TOLERANCE:
-                w = params["w1"]
+                w = params["W1"]
                 shown = ", ".join(f"({i}, {j})" for i, j in pairs)
                 ctx.fail(
                     f"Weights not mirrored: hidden unit {unit} has w_{a} = "

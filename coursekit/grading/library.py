@@ -5,6 +5,7 @@ from __future__ import annotations
 
 _F = "coursekit.functional."
 _A = "coursekit.autograd."
+_R1986 = tuple(f"coursekit.rumelhart1986.{name}" for name in ("train", "gradients", "backward"))
 
 LIBRARY: dict[str, tuple[str, ...]] = {
     "02.mul_backward": (_A + "mul_backward",),
@@ -50,6 +51,10 @@ LIBRARY: dict[str, tuple[str, ...]] = {
     "12.flops": ("coursekit.flops.count_flops",),
     "12.average_gradients": ("coursekit.distributed.all_reduce_gradients",),
     "12.loss_scaler_step": ("coursekit.amp.LossScaler.step", "coursekit.amp.LossScaler.unscale_"),
+    # the capstone may use coursekit's pieces, but not the lesson's ready-made 1986 trainer
+    "13.xor": _R1986,
+    "13.encoder": _R1986,
+    "13.symmetry": _R1986,
     "14.softmax_backward": (_F + "softmax_backward",),
     "14.attention_backward": (_F + "attention_backward", _F + "softmax_backward"),
     "14.layernorm_backward": (_F + "layernorm_backward",),

@@ -12,7 +12,7 @@ from coursekit import functional as F
 from coursekit.nn import Parameter
 from coursekit.optim import SGD
 
-KEYS = ("w1", "b1", "w2", "b2")
+KEYS = ("W1", "b1", "W2", "b2")
 SEEDS = 3  # each grading trains nets for a few seconds
 
 
@@ -24,7 +24,7 @@ def train(x, d, params, lr, momentum, max_sweeps):
         h = torch.sigmoid(x @ w1 + b1)
         y = torch.sigmoid(h @ w2 + b2)
         if (y - d).abs().max() < 0.1 or sweep == max_sweeps:
-            return {"w1": w1, "b1": b1, "w2": w2, "b2": b2}, sweep
+            return {"W1": w1, "b1": b1, "W2": w2, "b2": b2}, sweep
         dz2 = (y - d) * y * (1 - y)
         dz1 = (dz2 @ w2.T) * h * (1 - h)
         grads = [x.T @ dz1, dz1.sum(0), h.T @ dz2, dz2.sum(0)]
@@ -40,17 +40,17 @@ def train_velocity_form(x, d, params, lr, momentum, max_sweeps):
     x32, d32 = x.float(), d.float()
     sweep = 0
     while True:
-        a1 = x32 @ p["w1"] + p["b1"]
+        a1 = x32 @ p["W1"] + p["b1"]
         h = 1 / (1 + torch.exp(-a1))
-        y = 1 / (1 + torch.exp(-(h @ p["w2"] + p["b2"])))
+        y = 1 / (1 + torch.exp(-(h @ p["W2"] + p["b2"])))
         if bool(((y - d32).abs() < 0.1).all()) or sweep == max_sweeps:
             return {k: t.double() for k, t in p.items()}, sweep
         delta_out = (y - d32) * y * (1 - y)
-        delta_hidden = delta_out @ p["w2"].T * h * (1 - h)
+        delta_hidden = delta_out @ p["W2"].T * h * (1 - h)
         g = {
-            "w2": h.T @ delta_out,
+            "W2": h.T @ delta_out,
             "b2": delta_out.sum(0),
-            "w1": x32.T @ delta_hidden,
+            "W1": x32.T @ delta_hidden,
             "b1": delta_hidden.sum(0),
         }
         for k in KEYS:
@@ -64,22 +64,42 @@ def train_from_functional_pieces(x, d, params, lr, momentum, max_sweeps):
     p = {k: Parameter(params[k].clone()) for k in KEYS}
     optimizer = SGD(list(p.values()), lr=lr, momentum=momentum)
     for sweep in range(max_sweeps + 1):
-        a1, linear1 = F.linear_forward(x, p["w1"].data, p["b1"].data)
+        a1, linear1 = F.linear_forward(x, p["W1"].data, p["b1"].data)
         h, sigmoid1 = F.sigmoid_forward(a1)
-        a2, linear2 = F.linear_forward(h, p["w2"].data, p["b2"].data)
+        a2, linear2 = F.linear_forward(h, p["W2"].data, p["b2"].data)
         y, sigmoid2 = F.sigmoid_forward(a2)
         if bool(((y - d).abs() < 0.1).all()) or sweep == max_sweeps:
             break
-        dh, p["w2"].grad, p["b2"].grad = F.linear_backward(
+        dh, p["W2"].grad, p["b2"].grad = F.linear_backward(
             F.sigmoid_backward(y - d, sigmoid2), linear2
         )
-        _, p["w1"].grad, p["b1"].grad = F.linear_backward(F.sigmoid_backward(dh, sigmoid1), linear1)
+        _, p["W1"].grad, p["b1"].grad = F.linear_backward(F.sigmoid_backward(dh, sigmoid1), linear1)
         optimizer.step()  # v = momentum * v + g; w -= lr * v: the paper's step
     return {k: t.data for k, t in p.items()}, sweep
 
 
+def train_with_coursekit_rumelhart1986(x, d, params, lr, momentum, max_sweeps):
+    """Lesson 13's own trainer: correct, and it must score zero in check()."""
+    from coursekit import rumelhart1986 as R
+
+    net = R.Net(x.shape[1], params["W1"].shape[1], d.shape[1])
+    start = {
+        k: t.reshape(1, *(t.shape if k.startswith("W") else (1, -1))) for k, t in params.items()
+    }
+    result = R.train(
+        net, x, d, [0], eps=lr, alpha=momentum, r=0.3, max_sweeps=max_sweeps, start=start
+    )
+    trained = {k: t[0] if k.startswith("W") else t[0, 0] for k, t in result.weights.items()}
+    return trained, int(result.sweeps[0])
+
+
 SOLUTIONS = {
-    "13.xor": [train, train_velocity_form, train_from_functional_pieces],
+    "13.xor": [
+        train,
+        train_velocity_form,
+        train_from_functional_pieces,
+        train_with_coursekit_rumelhart1986,
+    ],
     "13.encoder": [train, train_velocity_form, train_from_functional_pieces],
     "13.symmetry": [train, train_velocity_form, train_from_functional_pieces],
 }
@@ -95,7 +115,7 @@ def _fit(x, d, params, lr, momentum, max_sweeps, *, sign=1.0, scale=1.0, hidden_
         h = torch.sigmoid(x @ w1 + b1)
         y = torch.sigmoid(h @ w2 + b2)
         if (y - d).abs().max() < 0.1 or sweep == max_sweeps:
-            return {"w1": w1, "b1": b1, "w2": w2, "b2": b2}, sweep
+            return {"W1": w1, "b1": b1, "W2": w2, "b2": b2}, sweep
         dz2 = (y - d) * y * (1 - y) * scale
         dz1 = (dz2 @ w2.T) * (h * (1 - h) if hidden_slope else 1.0)
         grads = [x.T @ dz1, dz1.sum(0), h.T @ dz2, dz2.sum(0)]
@@ -149,7 +169,7 @@ def train_stops_on_total_error(x, d, params, lr, momentum, max_sweeps):
         h = torch.sigmoid(x @ w1 + b1)
         y = torch.sigmoid(h @ w2 + b2)
         if 0.5 * ((y - d) ** 2).sum() < 0.5 or sweep == max_sweeps:
-            return {"w1": w1, "b1": b1, "w2": w2, "b2": b2}, sweep
+            return {"W1": w1, "b1": b1, "W2": w2, "b2": b2}, sweep
         dz2 = (y - d) * y * (1 - y)
         dz1 = (dz2 @ w2.T) * h * (1 - h)
         grads = [x.T @ dz1, dz1.sum(0), h.T @ dz2, dz2.sum(0)]
@@ -165,14 +185,14 @@ def train_from_zero_weights(x, d, params, lr, momentum, max_sweeps):
 
 def xor_weights_by_hand(x, d, params, lr, momentum, max_sweeps):
     """A hand-set XOR net (OR and AND units), whatever the task."""
-    h = params["w1"].shape[1]
+    h = params["W1"].shape[1]
     w1 = torch.zeros(2, h, dtype=x.dtype)
     w1[:, :2] = 20.0
     b1 = torch.zeros(h, dtype=x.dtype)
     b1[:2] = torch.tensor([-10.0, -30.0])
     w2 = torch.zeros(h, 1, dtype=x.dtype)
     w2[:2, 0] = torch.tensor([20.0, -20.0])
-    return {"w1": w1, "b1": b1, "w2": w2, "b2": torch.tensor([-10.0], dtype=x.dtype)}, 0
+    return {"W1": w1, "b1": b1, "W2": w2, "b2": torch.tensor([-10.0], dtype=x.dtype)}, 0
 
 
 def symmetry_net_by_hand_not_mirrored(x, d, params, lr, momentum, max_sweeps):
@@ -201,7 +221,7 @@ def symmetry_net_by_hand_not_mirrored(x, d, params, lr, momentum, max_sweeps):
     b1 = torch.full((2,), -k / 2, dtype=x.dtype)
     w2 = torch.full((2, 1), -20.0, dtype=x.dtype)
     b2 = torch.tensor([10.0], dtype=x.dtype)
-    return {"w1": w1, "b1": b1, "w2": w2, "b2": b2}, 0
+    return {"W1": w1, "b1": b1, "W2": w2, "b2": b2}, 0
 
 
 MISTAKES = [
