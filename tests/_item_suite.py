@@ -6,7 +6,8 @@ Each lesson's test data lives in ``tests/grading_fixtures/lesson_NN.py``:
 * ``MISTAKES``: list of ``(item name, wrong solution, words the feedback must contain)``;
 * ``SEED_0_MISTAKES`` (optional): mistakes that only show on seed 0's test cases;
 * ``SEEDS`` (optional): on how many seeds every solution must pass, one number for the
-  lesson or a dict item name -> number (default ``DEFAULT_SEEDS``).
+  lesson or a dict item name -> number (default ``DEFAULT_SEEDS``). An item given 1 (each
+  run is slow) has its mistakes checked on seed 0 only, too.
 
 A solution is a function, or a tuple of functions for an item that takes several (``03.relu``
 takes ``(relu_forward, relu_backward)``). A solution whose name contains "coursekit" wraps
@@ -32,7 +33,7 @@ from coursekit.grading.registry import Item, get_item
 
 FIXTURES = Path(__file__).parent / "grading_fixtures"
 DEFAULT_SEEDS = 5
-OTHER_SEEDS = (1, 7)  # a mistake is named on these too, unless listed in SEED_0_MISTAKES
+OTHER_SEEDS = (1, 7)  # a mistake is named on these too (see mistake_seeds)
 HOW_TO = "docs/authoring_items.md, step 3"
 
 
@@ -82,6 +83,14 @@ def mistakes(fixtures: dict[str, ModuleType]) -> list[tuple[str, tuple[Callable,
 def seeds_of(fixtures: dict[str, ModuleType], name: str) -> int:
     seeds = getattr(fixtures[name.split(".", 1)[0]], "SEEDS", DEFAULT_SEEDS)
     return seeds.get(name, DEFAULT_SEEDS) if isinstance(seeds, dict) else seeds
+
+
+def mistake_seeds(fixtures: dict[str, ModuleType], name: str, seed_0_only: bool) -> tuple[int, ...]:
+    """The seeds a mistake is checked on: 0, and OTHER_SEEDS unless it only shows on seed 0
+    or its item is tested on one seed only."""
+    if seed_0_only or seeds_of(fixtures, name) == 1:
+        return (0,)
+    return (0, *OTHER_SEEDS)
 
 
 def label(fns: Iterable[Callable], known: Iterable[Callable] = ()) -> str:

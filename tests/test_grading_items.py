@@ -108,8 +108,7 @@ def test_reference_solution_passes_on_many_seeds(name):
 def test_classic_mistake_is_named(name, fns, words, seed_0_only):
     if get_item(name) is None:
         pytest.skip(f"{name} is not registered (test_item_has_a_test_entry fails)")
-    seeds = (0,) if seed_0_only else (0, *suite.OTHER_SEEDS)
-    suite.assert_mistake_named(name, fns, words, seeds)
+    suite.assert_mistake_named(name, fns, words, suite.mistake_seeds(FIXTURES, name, seed_0_only))
 
 
 @pytest.mark.parametrize("name", REGISTERED)
