@@ -10,6 +10,9 @@ import pytest
 import torch
 
 from coursekit.grading import check
+from coursekit.grading.context import grade
+from coursekit.grading.registry import get_item
+from coursekit.nn import Parameter
 from tests import _item_suite as suite
 from tests.grading_fixtures.lesson_12 import MISTAKES, SEED_0_MISTAKES, SOLUTIONS
 
@@ -138,16 +141,31 @@ def test_a_rank_that_dies_is_reported():
     assert "exit status 3" in result.feedback
 
 
-def test_autograd_on_a_rank_counts_as_autograd():
-    def average_gradients(grads):
+def test_autograd_or_coursekit_on_a_rank_counts_as_used():
+    # graded without the source scan (grade(), not check()): the ban inside each rank is what
+    # catches these, and the rank's record reaches the student's process
+    def with_autograd(grads):
         import torch.distributed as dist
 
         w = torch.ones(1, dtype=torch.float64, requires_grad=True)
-        (w * 2).sum().backward()
+        getattr((w * 2).sum(), "back" + "ward")()
         for g in grads:
             dist.all_reduce(g)
             g /= dist.get_world_size()
         return grads
 
-    result = check("12.average_gradients", average_gradients)
-    assert result.status == "uses autograd" and result.points == 0, str(result)
+    def with_coursekit(grads):
+        from coursekit import distributed
+
+        params = [Parameter(g.clone()) for g in grads]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        getattr(distributed, "all_reduce_" + "gradients")(params)
+        return [p.grad for p in params]
+
+    item = get_item("12.average_gradients")
+    used = grade(item, (with_autograd,), seed=0)
+    assert used.status == "uses autograd", used.feedback
+    used = grade(item, (with_coursekit,), seed=0)
+    assert used.status == "uses coursekit", used.feedback
+    assert "all_reduce_gradients" in used.feedback
