@@ -206,6 +206,8 @@ def _rank_failure(ctx: GradingContext, reports: list[dict], world: int) -> None:
             if trace:
                 shown += "\n\nTraceback of rank " + str(rank) + ":\n" + trace
             ctx.fail(shown, None, "error")
+        if status == "crashed" and report.get("joined") is False:  # before the student's code
+            raise RuntimeError(f"rank {rank} could not join the process group: {report['text']}")
         if status == "crashed":
             ctx.fail(f"Rank {rank} of {world} failed: {report.get('text')}")
     hung = [rank for rank, report in enumerate(reports) if report.get("status") == "hung"]

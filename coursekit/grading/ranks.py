@@ -68,6 +68,23 @@ def run(fn: Callable[..., Any], inputs: Sequence[Any], timeout: float = 10.0) ->
         )
     import torch.distributed as dist  # noqa: F401  (imported once here, not in every rank)
 
+    reports = _run_once(fn, inputs, timeout)
+    if any(r.get("joined") is False for r in reports):  # the free port was taken meanwhile?
+        reports = _run_once(fn, inputs, timeout)
+    for rank, report in enumerate(reports):
+        if report.get("output"):
+            print("".join(f"[rank {rank}] {line}\n" for line in report["output"].splitlines()))
+    _forward_ban_hits(reports)
+    for report in reports:
+        if report["status"] == "not implemented":
+            raise NotImplementedError(report["text"])
+    for report in reports:
+        report.pop("ban", None)
+    return reports
+
+
+def _run_once(fn: Callable[..., Any], inputs: Sequence[Any], timeout: float) -> list[dict]:
+    """Fork the ranks, collect their reports (with their all_reduce counts), end them."""
     from coursekit.distributed import _free_port
 
     world = len(inputs)
@@ -101,18 +118,9 @@ def run(fn: Callable[..., Any], inputs: Sequence[Any], timeout: float = 10.0) ->
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             os.close(read_end)
-    calls = [_COUNT.unpack_from(counts, _COUNT.size * r)[0] for r in range(world)]
-    counts.close()
     for rank, report in enumerate(reports):
-        report["calls"] = calls[rank]
-        if report.get("output"):
-            print("".join(f"[rank {rank}] {line}\n" for line in report["output"].splitlines()))
-    _forward_ban_hits(reports)
-    for report in reports:
-        if report["status"] == "not implemented":
-            raise NotImplementedError(report["text"])
-    for report in reports:
-        report.pop("ban", None)
+        report["calls"] = _COUNT.unpack_from(counts, _COUNT.size * rank)[0]
+    counts.close()
     return reports
 
 
@@ -149,7 +157,8 @@ def _rank_main(
             timeout=timedelta(seconds=120),  # the parent kills a hung rank long before
         )
     except Exception:
-        report.update(status="crashed", text="joining the process group failed:\n" + _tb())
+        text = "joining the process group failed:\n" + _tb()
+        report.update(status="crashed", text=text, joined=False)
         _send(write_end, report, captured)
         return
     _count_all_reduce(dist, counts, rank)
