@@ -15,7 +15,7 @@ import torch
 from coursekit import nn
 from coursekit.checkpoint import saved_bytes as _saved_bytes
 from coursekit.checkpoint import tensors_in
-from coursekit.grading.context import GradingContext
+from coursekit.grading.context import GradingContext, _exception_hint
 from coursekit.grading.hints import Mistake
 from coursekit.grading.registry import item
 
@@ -205,7 +205,8 @@ def _rank_failure(ctx: GradingContext, reports: list[dict], world: int) -> None:
             shown = f"On rank {rank} of {world}: {text}"
             if trace:
                 shown += "\n\nTraceback of rank " + str(rank) + ":\n" + trace
-            ctx.fail(shown, None, "error")
+            kind, message = str(report.get("kind") or ""), str(report.get("message") or "")
+            ctx.fail(shown, _exception_hint(kind, message, None), "error")
         if status == "crashed" and report.get("joined") is False:  # before the student's code
             raise RuntimeError(f"rank {rank} could not join the process group: {report['text']}")
         if status == "crashed":

@@ -171,7 +171,13 @@ def _rank_main(
         pass  # recorded by the ban: see below
     except BaseException as err:  # SystemExit and KeyboardInterrupt included: the student's
         info = describe_error(err, name)
-        report.update(status="raised", text=info["text"], traceback=_tb(skip=1))
+        report.update(
+            status="raised",
+            text=info["text"],
+            kind=info["kind"],
+            message=info["message"],
+            traceback=_tb(skip=1),
+        )
     ban = guard._CURRENT[-1] if guard._CURRENT else None
     hit = ban.hit() if ban is not None else None
     if hit is not None:
@@ -196,12 +202,21 @@ def _count_all_reduce(dist: Any, counts: mmap.mmap, rank: int) -> None:
 
 
 def _tb(skip: int = 0) -> str:
-    """The current exception's traceback, without this module's own ``skip`` frames."""
+    """The current exception's traceback, without this module's own ``skip`` frames; a
+    notebook cell is named as IPython names it ("Cell In[7]")."""
+    from coursekit.grading.context import _where
+
     kind, err, tb = sys.exc_info()
     for _ in range(skip):
         if tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
-    return "".join(traceback.format_exception(kind, err, tb, limit=-12))
+    frames = traceback.extract_tb(tb, limit=-12)
+    for frame in frames:
+        _ = frame.line  # read the source line before the file is renamed
+        frame.filename = _where(frame.filename)
+    lines = traceback.StackSummary.from_list(frames).format()
+    last = traceback.format_exception_only(kind, err)
+    return "".join(["Traceback (most recent call last):\n", *lines, *last])
 
 
 def _send(write_end: int, report: dict, captured: Any) -> None:
