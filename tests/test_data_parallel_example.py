@@ -40,6 +40,7 @@ def _numbers(out: str) -> str:
     return re.search(r"final train loss .*", out).group(0)
 
 
+@pytest.mark.slow  # torch starts in 1 + nproc + 1 processes: about 20 s on 2 cores
 @pytest.mark.parametrize("nproc", [2, 3])
 def test_torchrun_on_several_processes_prints_what_one_process_prints(tmp_path, nproc):
     one = _run([sys.executable], tmp_path / "one.pt")
