@@ -55,6 +55,18 @@ def test_item_has_a_test_entry(name):
         pytest.fail(message)
 
 
+def test_a_missing_entry_names_the_file_to_add_it_to():
+    no_lesson = suite.missing_entry_message("98.new_item", FIXTURES)
+    assert no_lesson.startswith("98.new_item has no test entry: create ")
+    assert "tests/grading_fixtures/lesson_98.py" in no_lesson
+    no_entry = suite.missing_entry_message("05.new_item", FIXTURES)
+    assert no_entry.startswith("05.new_item has no test entry: add '05.new_item'")
+    assert "SOLUTIONS in tests/grading_fixtures/lesson_05.py" in no_entry
+    without_mistakes = {"05": type("Fixture", (), {"SOLUTIONS": {"05.x": [print]}})}
+    assert "05.x has no classic mistake" in suite.missing_entry_message("05.x", without_mistakes)
+    assert suite.missing_entry_message("05.dlogits", FIXTURES) is None
+
+
 @pytest.mark.parametrize("lesson", list(FIXTURES), ids=lambda lesson: f"lesson_{lesson}.py")
 def test_test_data_is_well_formed(lesson):
     """Each entry names an item of its own lesson, passes it as many functions as it takes,
