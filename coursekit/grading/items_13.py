@@ -64,11 +64,13 @@ PROCEDURE_HINT = (
 
 @dataclass
 class Task:
-    """One training problem as the student's function receives it."""
+    """One training problem as the student's function receives it. In the grader's code, x
+    and d are the lesson's X and y (d for "desired", as in the paper), y its outputs ŷ and h
+    its hidden activations a1."""
 
     title: str
-    x: torch.Tensor  # (P, n_in)
-    d: torch.Tensor  # (P, n_out)
+    x: torch.Tensor  # the patterns X, (N, I)
+    d: torch.Tensor  # the targets y, (N, O)
     hidden: int
     eps: float  # ε, the learning rate
     alpha: float  # α, the momentum
