@@ -204,17 +204,3 @@ def assert_stub_scores_zero(names: str | Iterable[str]) -> None:
         result = check(name, *(stub,) * len(get_item(name).functions))
         assert not result.passed and result.points == 0, str(result)
         assert result.status == "not implemented", str(result)
-
-
-# ---------------------------------------------------------------------------- per-lesson form
-# For a lesson's own test module written in the earlier per-lesson form (a points table and
-# a loop over seeds); test_grading_items.py does not use them.
-def assert_items_listed(lesson: str, expected: dict[str, int]) -> None:
-    table = items(lesson)
-    assert {name: it.points for name, it in table.items()} == expected
-    assert all(it.hand_written for it in table.values())
-
-
-def assert_mistakes_named_on_seeds(entries, seeds: Sequence[int] = OTHER_SEEDS) -> None:
-    for name, fns, words in entries:
-        assert_mistake_named(name, fns, words, seeds)
