@@ -27,7 +27,7 @@ Command line::
 
 ``--full`` (the default): the gradient check, then each model for 150 epochs from 5
 seeds, and the CNN variants of ``CNN_VARIANTS`` (twice the epochs, 64 channels, random
-shifts) from 2 seeds; about 11 minutes on one idle CPU thread. ``--quick``: 3 epochs
+shifts) from 2 seeds; about 8 minutes on one idle CPU thread. ``--quick``: 3 epochs
 and one seed, a smoke test. The recorded full run is
 ``coursekit/data_files/mnist1d_table.json`` (read it with ``load_table()``); lesson 13
 quotes it.
