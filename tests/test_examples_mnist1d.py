@@ -77,6 +77,8 @@ def test_random_shift_rolls_each_signal_by_at_most_max_shift():
         rolls = [s for s in range(-3, 4) if torch.equal(torch.roll(row, s), shifted)]
         assert len(rolls) == 1
     assert mnist1d.random_shift(x, 0, torch.Generator()) is x
+    with pytest.raises(ValueError, match="max_shift"):
+        mnist1d.random_shift(x, -1, torch.Generator())
 
 
 def test_training_is_seeded_and_records_one_curve_point_per_epoch():

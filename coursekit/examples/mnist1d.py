@@ -264,9 +264,14 @@ def check_gradients(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tenso
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Roll every signal of x (N, L) circularly by its own random s in [-max_shift, max_shift].
 
-    MNIST-1D translates its digits with the same circular roll when it builds the data,
-    so a shifted training signal is another plausible example of its class.
+    MNIST-1D itself translates its digits by circular rolls when it builds the data (of
+    the padded digit, before noise, shear and resampling to 40 points), so a shifted
+    training signal is much like another example of its class.
     """
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+        raise ValueError(f"max_shift must be an int >= 0, got {max_shift!r}")
+    if x.dim() != 2:
+        raise ValueError(f"random_shift: x must be (N, L), got shape {tuple(x.shape)}")
     if max_shift == 0:
         return x
     n, length = x.shape
