@@ -113,18 +113,26 @@ def _worker(
             dist.destroy_process_group()
 
 
-def _root_cause(errors: dict[int, str]) -> int:
+def _root_cause(errors: dict[int, str]) -> int | None:
     """The rank whose error started it: the first whose last frame is not in torch.distributed.
 
     When one rank fails, the others fail too, inside their next collective, because
-    their partner is gone; those secondary errors are not the one to show.
+    their partner is gone; those secondary errors are not the one to show. None when
+    every error is secondary.
     """
     for rank, text in sorted(errors.items()):
         frames = [line for line in text.splitlines() if line.strip().startswith('File "')]
         last = frames[-1].replace("\\", "/") if frames else ""
         if "torch/distributed/" not in last:
             return rank
-    return min(errors)
+    return None
+
+
+def _died_silently(exitcode: int | None) -> str:
+    return (
+        f"the process ended with exit code {exitcode} without returning "
+        "(killed, or a crash outside Python)"
+    )
 
 
 def _check_importable(fn: Callable[..., Any], start_method: str) -> None:
@@ -226,11 +234,7 @@ def launch(
                     time.sleep(0.5)  # its message may still be in the pipe
                     if results.empty():
                         r = dead[0]
-                        message = (
-                            f"the process ended with exit code {procs[r].exitcode} without "
-                            "returning (killed, or a crash outside Python)"
-                        )
-                        raise WorkerError(r, message) from None
+                        raise WorkerError(r, _died_silently(procs[r].exitcode)) from None
                 if time.monotonic() > deadline:
                     waiting = [r for r in range(nprocs) if r not in values]
                     raise TimeoutError(
@@ -248,6 +252,15 @@ def launch(
                         if kind == "error":
                             errors[r] = text
                 first = _root_cause(errors)
+                if first is None:  # only secondary errors: did a rank die without a word?
+                    silent = [
+                        r
+                        for r, p in enumerate(procs)
+                        if r not in values and r not in errors and p.exitcode not in (None, 0)
+                    ]
+                    if silent:
+                        raise WorkerError(silent[0], _died_silently(procs[silent[0]].exitcode))
+                    first = min(errors)
                 raise WorkerError(first, errors[first])
             values[rank] = pickle.loads(payload)
     finally:

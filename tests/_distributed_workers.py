@@ -28,6 +28,14 @@ def exit_hard(rank: int, world_size: int) -> int:
     return rank
 
 
+def exit_hard_while_the_other_waits(rank: int, world_size: int) -> int:
+    """Rank 0 dies without a word; rank 1's barrier then fails inside torch.distributed."""
+    if rank == 0:
+        os._exit(3)
+    dist.barrier()
+    return rank
+
+
 def collective_on_rank_zero_only(rank: int, world_size: int) -> int:
     if rank == 0:
         dist.all_reduce(torch.zeros(1))  # waits for a partner that never calls it

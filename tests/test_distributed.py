@@ -57,6 +57,13 @@ def test_a_worker_that_dies_without_an_exception_is_reported():
         D.launch(workers.exit_hard, 2, timeout=30)
 
 
+def test_a_silent_death_is_reported_before_the_errors_it_causes_in_other_ranks():
+    # rank 1 fails in its barrier because rank 0 is gone: its error is a consequence
+    with pytest.raises(D.WorkerError, match="exit code 3") as info:
+        D.launch(workers.exit_hard_while_the_other_waits, 2, timeout=30)
+    assert info.value.rank == 0
+
+
 def test_a_collective_that_only_one_rank_calls_times_out_instead_of_hanging():
     start = time.monotonic()
     with pytest.raises(D.WorkerError, match="rank 0") as info:
