@@ -138,3 +138,17 @@ def test_the_recorded_table_has_every_key_and_the_lessons_cnn_number():
         assert all(len(v) == entry["epochs"] for v in entry["curves"].values())
     assert table["models"]["cnn"]["epochs"] == mnist1d.PUBLISHED_EPOCHS == 150
     assert round(100 * table["models"]["cnn"]["mean"], 1) == LESSON_CNN_PERCENT
+
+
+@pytest.mark.gpu
+def test_the_models_check_and_train_on_cuda():
+    models = mnist1d.models(seed=0, device="cuda", dtype=torch.float64)
+    x, y = _inputs(5)
+    for name, model in models.items():
+        report = mnist1d.check_gradients(model, name, x.cuda(), y.cuda())
+        assert report.ok(tol=1e-10), report.to_text(tol=1e-10)
+    X_train, y_train, X_test, y_test = data.load_mnist1d()
+    split = (X_train[:400], y_train[:400], X_test[:200], y_test[:200])
+    run = mnist1d.train_model("cnn", split, seed=0, epochs=2, shift=2, device="cuda")
+    assert 0.0 <= run["test_acc"] <= 1.0
+    assert len(run["curves"]["train_acc"]) == 2
