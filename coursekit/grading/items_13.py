@@ -155,6 +155,14 @@ def initial_weights(
 
 
 # ---------------------------------------------------------------------------- the student's net
+
+
+def _a_type(value: object) -> str:
+    """'a list', 'an int': the value's type with its article, for feedback."""
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
 def _trained(ctx: GradingContext, train, task: Task, init: dict[str, torch.Tensor]):
     """Call the student's function; return (params as float64, sweeps), or fail with what
     is wrong in what it returned."""
@@ -175,14 +183,12 @@ def _trained(ctx: GradingContext, train, task: Task, init: dict[str, torch.Tenso
             "Your function returned None.", "Did you forget the `return` statement? " + returns
         )
     if not isinstance(got, (tuple, list)) or len(got) != 2:
-        what = f"a {type(got).__name__}" + (
-            f" of {len(got)} values" if isinstance(got, (tuple, list)) else ""
-        )
+        what = _a_type(got) + (f" of {len(got)} values" if isinstance(got, (tuple, list)) else "")
         ctx.fail(f"Your function returned {what}.", returns)
     params, sweeps = got
     if not isinstance(params, dict):
         ctx.fail(
-            f"The params it returned are a {type(params).__name__}, not a dict.",
+            f"The params it returned are {_a_type(params)}, not a dict.",
             "Return a dict with the keys W1, b1, W2, b2, like the params passed in.",
         )
     missing = [key for key in KEYS if key not in params]
@@ -192,7 +198,7 @@ def _trained(ctx: GradingContext, train, task: Task, init: dict[str, torch.Tenso
     for key in KEYS:
         t = params[key]
         if not isinstance(t, torch.Tensor):
-            ctx.fail(f"params[{key!r}] is a {type(t).__name__}, not a tensor.")
+            ctx.fail(f"params[{key!r}] is {_a_type(t)}, not a tensor.")
         if t.shape != init[key].shape:
             ctx.fail(
                 f"params[{key!r}] has shape {tuple(t.shape)}; the initial one had shape "
@@ -210,7 +216,7 @@ def _trained(ctx: GradingContext, train, task: Task, init: dict[str, torch.Tenso
         sweeps = int(sweeps.item())
     if not isinstance(sweeps, int) or isinstance(sweeps, bool):
         ctx.fail(
-            f"The sweeps it returned are a {type(sweeps).__name__}, not an int.",
+            f"The sweeps it returned are {_a_type(sweeps)}, not an int.",
             "Return the number of sweeps made, e.g. `return params, sweep`.",
         )
     if not 0 <= sweeps <= task.max_sweeps:

@@ -154,6 +154,11 @@ def train_sweeps_as_float(x, d, params, lr, momentum, max_sweeps):
     return net, float(sweeps)
 
 
+def train_returns_sweeps_first(x, d, params, lr, momentum, max_sweeps):
+    net, sweeps = train(x, d, params, lr, momentum, max_sweeps)
+    return sweeps, net
+
+
 def train_in_place(x, d, params, lr, momentum, max_sweeps):
     net, sweeps = train(x, d, params, lr, momentum, max_sweeps)
     for k in KEYS:
@@ -230,7 +235,8 @@ MISTAKES = [
     ("13.xor", train_returns_initial_weights, "classified"),
     ("13.xor", train_returns_params_only, "should return (params, sweeps)"),
     ("13.xor", train_biases_as_rows, "has shape (1, 2)"),
-    ("13.xor", train_sweeps_as_float, "not an int"),
+    ("13.xor", train_sweeps_as_float, "are a float, not an int"),
+    ("13.xor", train_returns_sweeps_first, "params it returned are an int, not a dict"),
     ("13.xor", train_in_place, "modified its input"),
     ("13.xor", xor_weights_by_hand, "classified"),
     ("13.encoder", train_mean_over_patterns, "did not reach the stopping rule"),
