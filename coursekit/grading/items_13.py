@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
+from coursekit import rumelhart1986
 from coursekit.grading.context import GradingContext
 from coursekit.grading.registry import item
 
@@ -106,20 +107,17 @@ def reference_train(
 ) -> tuple[int, int] | None:
     """Train every stacked set of weights at once by the paper's procedure for up to ``cap``
     sweeps; return (index, sweeps) of the first to reach the stopping rule with a net that
-    ``accept`` takes, or None."""
-    w1, b1, w2, b2 = weights = [stacked[key].clone() for key in KEYS]
-    velocity = [torch.zeros_like(t) for t in weights]
-    k = w1.shape[0]
-    seen = torch.zeros(k, dtype=torch.bool)  # reached the stopping rule (and judged) before
-    x, d = task.x, task.d
+    ``accept`` takes, or None. The gradients are ``coursekit.rumelhart1986``'s; the loop is
+    its ``train`` with an early exit at the first net accepted."""
+    weights = {key: t.clone() for key, t in stacked.items()}
+    velocity = {key: torch.zeros_like(t) for key, t in weights.items()}
+    seen = torch.zeros(stacked["W1"].shape[0], dtype=torch.bool)  # reached the rule before
     for sweep in range(cap + 1):
-        h = torch.sigmoid(x @ w1 + b1)
-        y = torch.sigmoid(h @ w2 + b2)
-        err = y - d
-        reached = (err.abs().amax(dim=(1, 2)) < STOP) & ~seen
+        h, y = rumelhart1986.forward(weights, task.x)
+        reached = ((y - task.d).abs().amax(dim=(1, 2)) < STOP) & ~seen
         if bool(reached.any()):
             for i in reached.nonzero().flatten().tolist():
-                if accept({key: t[i].clone() for key, t in zip(KEYS, weights, strict=True)}):
+                if accept({key: t[i].clone() for key, t in weights.items()}):
                     return i, sweep
             seen |= reached
             if bool(seen.all()):
@@ -127,17 +125,10 @@ def reference_train(
         if sweep == cap:
             return None
         # the others train on (it does not matter): no mask, fewer operations per sweep
-        dz2 = err * y * (1 - y)  # ∂E/∂(pre-activation of the outputs)
-        dz1 = (dz2 @ w2.transpose(1, 2)) * h * (1 - h)
-        grads = (
-            x.T @ dz1,
-            dz1.sum(1, keepdim=True),
-            h.transpose(1, 2) @ dz2,
-            dz2.sum(1, keepdim=True),
-        )
-        for t, v, g in zip(weights, velocity, grads, strict=True):
-            v.mul_(task.alpha).add_(g, alpha=-task.eps)  # Δw = −ε ∂E/∂w + α Δw_prev
-            t.add_(v)
+        grads = rumelhart1986.backward(weights, task.x, task.d, h, y)
+        for key, t in weights.items():
+            velocity[key].mul_(task.alpha).add_(grads[key], alpha=-task.eps)  # Δw = −ε∂E/∂w + αΔw
+            t.add_(velocity[key])
     return None
 
 
